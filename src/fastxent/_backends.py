@@ -1,0 +1,117 @@
+"""Backend registry: name -> lazily loaded kernel module, and why one is missing.
+
+A backend module exposes, for each operation ``op`` of ``KERNEL_OPS``,
+``{op}_serial`` and ``{op}_parallel`` with the arguments documented in
+``_reference.py``. Adding a backend is one entry in ``_LOADERS``.
+"""
+
+import functools
+import importlib
+import warnings
+from collections import namedtuple
+
+from ._config import get_defaults
+from ._validation import check_backend_name
+
+KERNEL_OPS = ("xent_index", "xent_probs", "log_softmax", "softmax", "logsumexp")
+
+BackendStatus = namedtuple("BackendStatus", ["available", "detail"])
+BackendStatus.__doc__ = "Whether a backend runs here, and what it runs on (or why not)."
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend asked for by name cannot run here; the message says why."""
+
+
+@functools.lru_cache(maxsize=None)
+def load_cython_module():
+    """The compiled kernels for this CPU: (module, description) or (None, reason).
+
+    Two builds of the same source ship: a baseline one, and on x86-64 one
+    compiled for AVX2+FMA that is used only when the CPU has both.
+    """
+    try:
+        generic = importlib.import_module("fastxent._cython._xent_generic")
+    except ImportError as exc:
+        return None, f"the compiled extension could not be imported ({exc})"
+    module, isa = generic, "baseline instruction set"
+    if generic.cpu_has_avx2_fma():
+        try:
+            module = importlib.import_module("fastxent._cython._xent_avx2")
+            isa = "AVX2+FMA"
+        except ImportError:
+            pass
+    if module.openmp_enabled():
+        threads = "OpenMP"
+    else:
+        threads = "serial only: built without OpenMP, num_threads is ignored"
+    return module, f"{threads}, {isa} kernels"
+
+
+def _load_numpy():
+    return importlib.import_module("fastxent._reference"), "plain NumPy reference"
+
+
+_LOADERS = {
+    "cython": load_cython_module,
+    "numpy": _load_numpy,
+}
+
+# "auto" takes the first available of these for CPU arrays.
+_AUTO_ORDER = ("cython", "numpy")
+
+
+def available_backends():
+    """Which backends work here and, for any that does not, why.
+
+    Returns
+    -------
+    dict
+        Backend name -> ``BackendStatus(available, detail)``.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.available_backends()["numpy"].available
+    True
+    """
+    status = {}
+    for name, loader in _LOADERS.items():
+        module, detail = loader()
+        status[name] = BackendStatus(module is not None, detail)
+    return status
+
+
+def resolve_name(backend):
+    """``backend`` checked against the registry (``"auto"`` included)."""
+    return check_backend_name(backend, ("auto",) + tuple(_LOADERS))
+
+
+def resolve_backend(backend):
+    """The concrete backend name for a call's ``backend`` argument."""
+    backend = resolve_name(backend)
+    if backend == "auto":
+        backend = get_defaults()["backend"]
+    if backend != "auto":
+        return backend
+    for name in _AUTO_ORDER:
+        module, reason = _LOADERS[name]()
+        if module is not None:
+            return name
+        _warn_fallback(name, reason)
+    raise BackendUnavailableError("no backend can run here")  # numpy always can
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_fallback(name, reason):
+    warnings.warn(f"fastxent: the {name!r} backend is unavailable ({reason}); "
+                  "using the next one", RuntimeWarning, stacklevel=4)
+
+
+def get_kernel(op, backend, num_threads):
+    """The ``op`` kernel of a resolved backend: serial for one thread."""
+    module, reason = _LOADERS[backend]()
+    if module is None:
+        raise BackendUnavailableError(f"backend {backend!r} cannot run here: {reason}")
+    mode = "serial" if num_threads == 1 else "parallel"
+    return getattr(module, f"{op}_{mode}")

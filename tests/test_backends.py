@@ -1,0 +1,683 @@
+"""One matrix over backend x dtype x shape x num_threads (x layout, x feature).
+
+Every result is checked against two independent oracles: the float64
+``oracle_xent`` (scipy-based, conftest) with the accuracy bar of API.md, and
+PyTorch's autograd in the same dtype.
+"""
+
+import concurrent.futures
+import threading
+
+import numpy as np
+import pytest
+
+import fastxent
+from fastxent import _threads
+
+from conftest import (EPS, FLOATS, TOL, assert_accurate, assert_same_nonfinite,
+                      assert_unchanged, batch_shape, check_xent, class_axis, logit_scale,
+                      make_logits, make_probs, make_problem, make_targets, make_weight,
+                      oracle_xent, snapshot, torch_xent)
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("scipy")
+
+THREADS = [1, 2]
+SHAPES = [(1, 1), (7, 3), (0, 5), (5, 1), (257, 1000), (3, 128256), (4096, 2),
+          (6, 4, 3, 2), (11,)]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _bitwise_equal(a, b):
+    """Same dtype, shape and bits (byte order aside: a big-endian input keeps its dtype)."""
+    a, b = np.asarray(a), np.asarray(b)
+    a = a.astype(a.dtype.newbyteorder("="))
+    b = b.astype(b.dtype.newbyteorder("="))
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+# --------------------------------------------------------------------------
+# The main matrix: contiguous inputs, every shape.
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_matrix_index_targets(backend, dtype, shape, num_threads, rng):
+    x, t = make_problem(rng, shape, dtype)
+    check_xent(x, t, backend=backend, num_threads=num_threads)
+
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_matrix_prob_targets(backend, dtype, shape, num_threads, rng):
+    x, p = make_problem(rng, shape, dtype, targets="probs")
+    check_xent(x, p, backend=backend, num_threads=num_threads)
+
+
+# --------------------------------------------------------------------------
+# Memory layouts: the same values, laid out differently, give the same bits.
+# --------------------------------------------------------------------------
+
+def _lay_out(a, kind):
+    """A view with the values of ``a`` in layout ``kind``."""
+    a = np.asarray(a)
+    if kind == "C":
+        return a.copy()
+    if kind == "F":
+        return np.asfortranarray(a)
+    if kind == "strided_cols":      # last axis not contiguous
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        big[..., ::2] = a
+        return big[..., ::2]
+    if kind == "padded_rows":       # rows contiguous, row stride larger than a row
+        big = np.zeros(a.shape[:-1] + (a.shape[-1] + 3,), a.dtype)
+        big[..., 1:-2] = a
+        return big[..., 1:-2]
+    if kind == "strided_rows":
+        big = np.zeros((2 * a.shape[0],) + a.shape[1:], a.dtype)
+        big[::2] = a
+        return big[::2]
+    if kind == "negative_rows":     # contiguous rows, negative row stride
+        return np.flip(np.flip(a, 0).copy(), 0)
+    if kind == "negative_all":
+        return np.flip(np.flip(a).copy())
+    if kind == "readonly":
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+    if kind == "big_endian":
+        return a.astype(a.dtype.newbyteorder(">"))
+    raise ValueError(kind)
+
+
+LAYOUTS = ["F", "strided_cols", "padded_rows", "strided_rows", "negative_rows", "negative_all",
+           "readonly", "big_endian"]
+
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("targets", ["index", "probs"])
+@pytest.mark.parametrize("shape", [(13, 7), (4, 5, 3)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_layouts(backend, dtype, shape, targets, layout, num_threads, rng):
+    x, t = make_problem(rng, shape, dtype, targets=targets, n_ignore=2)
+    w = make_weight(rng, shape[1], dtype)
+    kw = dict(label_smoothing=0.1, backend=backend, num_threads=num_threads)
+    expected = {r: fastxent.cross_entropy(x, t, w, reduction=r, return_grad=True, **kw)
+                for r in REDUCTIONS}
+    xl, tl, wl = _lay_out(x, layout), _lay_out(t, layout), _lay_out(w, layout)
+    assert np.array_equal(xl, x) and np.array_equal(tl, t) and np.array_equal(wl, w)
+    snaps = snapshot(xl, tl, wl)
+    results = check_xent(xl, tl, wl, **kw)
+    assert_unchanged((xl, tl, wl), snaps)
+    for r in REDUCTIONS:
+        # A layout is no reason for a different rounding.
+        assert _bitwise_equal(results[r][0], expected[r][0]), (r, "loss")
+        assert _bitwise_equal(results[r][1], expected[r][1]), (r, "grad")
+
+
+@pytest.mark.parametrize("layout", ["strided_cols", "negative_rows", "readonly"])
+def test_layout_of_grad_output(backend, layout, rng):
+    x, t = make_problem(rng, (10, 4), np.float64)
+    go = rng.standard_normal(10)
+    gol = _lay_out(go, layout)
+    snaps = snapshot(gol)
+    loss, grad = fastxent.cross_entropy(x, t, reduction="none", return_grad=True,
+                                        grad_output=gol, backend=backend)
+    assert_unchanged((gol,), snaps)
+    _, ref_grad, _ = oracle_xent(x, t, reduction="none", grad_output=go)
+    np.testing.assert_allclose(grad, ref_grad, **TOL[np.float64])
+
+
+def test_torch_tensor_inputs(backend, rng):
+    # API.md: CPU tensors are taken through DLPack / __array__.
+    x, t = make_problem(rng, (6, 4), np.float32)
+    loss, grad = fastxent.cross_entropy(torch.from_numpy(x), torch.from_numpy(t),
+                                        return_grad=True, backend=backend)
+    t_loss, t_grad = torch_xent(x, t)
+    np.testing.assert_allclose(loss, t_loss, **TOL[np.float32])
+    np.testing.assert_allclose(grad, t_grad, **TOL[np.float32])
+    loss_list = fastxent.cross_entropy(x.tolist(), t.tolist(), backend=backend)
+    np.testing.assert_allclose(loss_list, oracle_xent(x, t)[0], **TOL[np.float64])
+
+
+# --------------------------------------------------------------------------
+# Features: weight, ignore_index, label_smoothing, probabilities, grad_output.
+# --------------------------------------------------------------------------
+
+CASES = {
+    "weight": dict(weight=True),
+    "ignore": dict(n_ignore=3),
+    "ignore_in_range": dict(n_ignore=3, ignore_index=1),   # a real class is ignored
+    "smooth": dict(label_smoothing=0.1),
+    "smooth_one": dict(label_smoothing=1.0),
+    "weight_ignore_smooth": dict(weight=True, n_ignore=3, label_smoothing=0.2),
+    "weight_ignore0_smooth": dict(weight=True, n_ignore=2, ignore_index=0, label_smoothing=0.2),
+    "probs": dict(targets="probs"),
+    "probs_weight_smooth": dict(targets="probs", weight=True, label_smoothing=0.3),
+}
+
+
+def _grad_outputs(kind, rng, bshape):
+    if kind is None:
+        return None
+    if kind == "scalar":
+        return {"mean": -2.5, "sum": 0.75, "none": 1.5}
+    return {"mean": np.float32(3.0), "sum": np.array(-0.5), "none": rng.standard_normal(bshape)}
+
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("grad_output", [None, "scalar", "array"])
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("shape", [(9, 5), (4, 5, 3), (5,)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_features(backend, dtype, shape, case, grad_output, num_threads, rng):
+    spec = dict(CASES[case])
+    ignore_index = spec.pop("ignore_index", -100)
+    x, t = make_problem(rng, shape, dtype, targets=spec.pop("targets", "index"),
+                        n_ignore=spec.pop("n_ignore", 0), ignore_index=ignore_index)
+    w = make_weight(rng, shape[class_axis(shape)], dtype) if spec.pop("weight", False) else None
+    go = _grad_outputs(grad_output, rng, batch_shape(shape))
+    check_xent(x, t, w, backend=backend, num_threads=num_threads, ignore_index=ignore_index,
+               grad_output=go, **spec)
+
+
+def test_one_hot_probabilities_equal_class_indices(backend, rng):
+    # Two code paths, one answer (mean of probabilities divides by N, so no weight here).
+    x, t = make_problem(rng, (20, 6), np.float64)
+    onehot = np.eye(6)[t]
+    for r in REDUCTIONS:
+        a = fastxent.cross_entropy(x, t, reduction=r, return_grad=True, backend=backend)
+        b = fastxent.cross_entropy(x, onehot, reduction=r, return_grad=True, backend=backend)
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-14)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-13, atol=1e-16)
+
+
+def test_weighted_mean_divides_by_summed_target_weight(backend):
+    # Worked by hand: row losses log 2, log 4/3, log 4 with target weights 1, 3, 3.
+    x = np.log([[1.0, 1.0], [1.0, 3.0], [3.0, 1.0]])
+    t = np.array([0, 1, 1])
+    w = np.array([1.0, 3.0])
+    expected = (np.log(2) + 3 * np.log(4 / 3) + 3 * np.log(4)) / 7
+    assert fastxent.cross_entropy(x, t, w, backend=backend) == pytest.approx(expected, rel=1e-14)
+    t[0] = -100  # ignored: out of the numerator and the denominator
+    expected = (3 * np.log(4 / 3) + 3 * np.log(4)) / 6
+    assert fastxent.cross_entropy(x, t, w, backend=backend) == pytest.approx(expected, rel=1e-14)
+
+
+# --------------------------------------------------------------------------
+# out= and in place.
+# --------------------------------------------------------------------------
+
+def _out_like(x, kind):
+    if kind == "C":
+        return np.empty_like(x, order="C")
+    if kind == "F":
+        return np.empty_like(x, order="F")
+    if kind == "strided":
+        return np.empty(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)[..., ::2]
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("out_kind", ["C", "F", "strided"])
+@pytest.mark.parametrize("shape", [(9, 5), (4, 5, 3), (6,)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS + (np.float16,), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("targets", ["index", "probs"])
+def test_out(backend, dtype, shape, out_kind, targets, rng):
+    x, t = make_problem(rng, shape, dtype, targets=targets, n_ignore=1)
+    for r in REDUCTIONS:
+        loss, grad = fastxent.cross_entropy(x, t, reduction=r, return_grad=True, backend=backend)
+        out = _out_like(x, out_kind)
+        loss2, res = fastxent.cross_entropy(x, t, reduction=r, return_grad=True, out=out,
+                                            backend=backend)
+        assert res is out or np.shares_memory(res, out)
+        assert _bitwise_equal(res, grad) and _bitwise_equal(loss2, loss)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "padded_rows", "negative_rows"])
+@pytest.mark.parametrize("shape", [(9, 5), (4, 5, 3), (6,), (3, 128256)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS + (np.float16,), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("num_threads", THREADS)
+def test_in_place(backend, dtype, shape, layout, num_threads, rng):
+    x, t = make_problem(rng, shape, dtype, n_ignore=1)
+    w = make_weight(rng, shape[class_axis(shape)], dtype)
+    kw = dict(label_smoothing=0.05, backend=backend, num_threads=num_threads)
+    for r in REDUCTIONS:
+        loss, grad = fastxent.cross_entropy(x, t, w, reduction=r, return_grad=True, **kw)
+        xi = _lay_out(x, layout)
+        loss2, res = fastxent.cross_entropy(xi, t, w, reduction=r, return_grad=True, out=xi, **kw)
+        assert np.shares_memory(res, xi)
+        assert _bitwise_equal(res, grad), r
+        assert _bitwise_equal(xi, grad), r
+        assert _bitwise_equal(loss2, loss), r
+
+
+@pytest.mark.parametrize("num_threads", THREADS)
+def test_out_overlapping_other_arguments(backend, num_threads, rng):
+    # The result must be what non-overlapping arguments give (numpy's own
+    # whole-array expressions hide overlap; a row-by-row kernel does not).
+    n, c = 8, 8
+    kw = dict(backend=backend, num_threads=num_threads, return_grad=True)
+    x, t = make_problem(rng, (n, c), np.float64)
+
+    # out = input reversed.
+    xx = x.copy()
+    _, expected = fastxent.cross_entropy(x, t, **kw)
+    fastxent.cross_entropy(xx, t, out=xx[::-1], **kw)
+    np.testing.assert_array_equal(xx[::-1], expected)
+
+    # Probabilities that are the input itself, with out=input.
+    p = make_probs(rng, (n, c))
+    pp = p.copy()
+    loss_a, expected = fastxent.cross_entropy(p, p.copy(), **kw)
+    loss_b, res = fastxent.cross_entropy(pp, pp, out=pp, **kw)
+    assert loss_a == loss_b
+    np.testing.assert_array_equal(res, expected)
+
+    # weight is a row of out.
+    w = make_weight(rng, c)
+    out = np.empty((n, c))
+    out[0] = w
+    _, expected = fastxent.cross_entropy(x, t, w, **kw)
+    fastxent.cross_entropy(x, t, out[0], out=out, **kw)
+    np.testing.assert_array_equal(out, expected)
+
+    # grad_output (reduction none) is the first n entries of out.
+    go = rng.standard_normal(n)
+    out = np.empty((n, c))
+    out.reshape(-1)[:n] = go
+    loss_a, expected = fastxent.cross_entropy(x, t, reduction="none", grad_output=go, **kw)
+    loss_b, _ = fastxent.cross_entropy(x, t, reduction="none", out=out,
+                                       grad_output=out.reshape(-1)[:n], **kw)
+    np.testing.assert_array_equal(loss_b, loss_a)
+    np.testing.assert_array_equal(out, expected)
+
+
+# --------------------------------------------------------------------------
+# dtypes.
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("targets", ["index", "probs"])
+@pytest.mark.parametrize("shape", [(9, 5), (4, 5, 3), (3, 128256)], ids=str)
+def test_float16_input(backend, shape, targets, rng):
+    x, t = make_problem(rng, shape, np.float16, targets=targets)
+    w = make_weight(rng, shape[1], np.float16)
+    res = check_xent(x, t, w, backend=backend, label_smoothing=0.1)
+    # Computed in float32: the same as float32 input holding the same values.
+    for r, (loss, grad) in res.items():
+        t32 = t.astype(np.float32) if targets == "probs" else t
+        loss32, grad32 = fastxent.cross_entropy(x.astype(np.float32), t32, w.astype(np.float32),
+                                                reduction=r, return_grad=True,
+                                                label_smoothing=0.1, backend=backend)
+        assert _bitwise_equal(loss, loss32)
+        assert _bitwise_equal(grad, grad32.astype(np.float16))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint16, np.bool_],
+                         ids=lambda d: np.dtype(d).name)
+def test_integer_input_is_float64(backend, dtype, rng):
+    x = rng.integers(-5, 6, size=(7, 4)).astype(dtype)
+    t = make_targets(rng, (7, 4))
+    res = check_xent(x, t, backend=backend)
+    for r, (loss, grad) in res.items():
+        assert np.asarray(loss).dtype == np.float64 and grad.dtype == np.float64
+        loss64, grad64 = fastxent.cross_entropy(x.astype(np.float64), t, reduction=r,
+                                                return_grad=True, backend=backend)
+        assert _bitwise_equal(loss, loss64) and _bitwise_equal(grad, grad64)
+
+
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+
+
+@pytest.mark.parametrize("tdtype", INT_DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("num_threads", THREADS)
+def test_target_integer_dtypes(backend, tdtype, num_threads, rng):
+    x = make_logits(rng, (4, 7, 3), np.float32)
+    t = make_targets(rng, x.shape)
+    signed = np.dtype(tdtype).kind == "i"
+    # -100 does not fit an unsigned dtype: ignore a real class there instead.
+    ignore_index = -100 if signed else 6
+    t.reshape(-1)[[1, 5]] = ignore_index
+    tt = t.astype(tdtype)
+    assert np.array_equal(tt.astype(np.int64), t)
+    res = check_xent(x, tt, backend=backend, num_threads=num_threads, ignore_index=ignore_index,
+                     label_smoothing=0.1)
+    for r, (loss, grad) in res.items():
+        loss64, grad64 = fastxent.cross_entropy(x, t, reduction=r, return_grad=True,
+                                                ignore_index=ignore_index, label_smoothing=0.1,
+                                                backend=backend, num_threads=num_threads)
+        assert _bitwise_equal(loss, loss64) and _bitwise_equal(grad, grad64), r
+
+
+# --------------------------------------------------------------------------
+# Special values.
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("with_weight", [False, True])
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_masked_classes_neg_inf(backend, dtype, num_threads, with_weight, rng):
+    # -inf logits mask classes: the loss stays finite and their gradient is exactly 0.
+    x, t = make_problem(rng, (50, 9), dtype)
+    mask = rng.random(x.shape) < 0.4
+    mask[np.arange(50), t] = False
+    x[mask] = -np.inf
+    w = make_weight(rng, 9, dtype) if with_weight else None
+    res = check_xent(x, t, w, backend=backend, num_threads=num_threads)
+    for r, (loss, grad) in res.items():
+        assert np.all(np.isfinite(loss)), f"{r}: loss not finite with masked classes"
+        assert np.all(grad[mask] == 0), r
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_masked_classes_with_smoothing_and_probs(backend, dtype, rng):
+    # Smoothing puts mass on the masked classes: torch gives inf (and finite grads).
+    x, t = make_problem(rng, (12, 6), dtype)
+    x[:, 2] = -np.inf
+    t[t == 2] = 0
+    check_xent(x, t, backend=backend, label_smoothing=0.1)
+    p = make_probs(rng, x.shape, dtype)
+    p[:, 2] = 0           # 0 * -inf: nan, as torch
+    check_xent(x, p, backend=backend)
+
+
+@pytest.mark.parametrize("scale", [1e4, 3e4], ids=str)
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_huge_logits(backend, dtype, scale, num_threads, rng):
+    x, t = make_problem(rng, (40, 17), dtype, scale=scale)
+    x[::3] += np.asarray(scale, dtype)       # large offsets too
+    w = make_weight(rng, 17, dtype)
+    res = check_xent(x, t, w, backend=backend, num_threads=num_threads, label_smoothing=0.05)
+    for r, (loss, grad) in res.items():
+        assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad)), r
+
+
+@pytest.mark.parametrize("targets", ["index", "probs"])
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("num_threads", THREADS)
+def test_nan_inf_propagation(backend, dtype, targets, num_threads, rng):
+    x, t = make_problem(rng, (8, 5), dtype, targets=targets)
+    x[1, 2] = np.nan            # NaN logit
+    x[3] = -np.inf              # all -inf row
+    x[5, 0] = np.inf            # +inf logit
+    x[6, 1] = np.inf
+    x[6, 3] = -np.inf
+    if targets == "index":
+        t[5], t[6] = 2, 1       # +inf at and away from the target
+    res = check_xent(x, t, backend=backend, num_threads=num_threads)
+    loss, grad = res["none"]
+    clean = [0, 2, 4, 7]
+    assert np.all(np.isfinite(loss[clean])) and np.all(np.isfinite(grad[clean]))
+    assert np.isnan(loss[1]) and np.all(np.isnan(grad[1]))
+    assert np.isnan(res["mean"][0]) and np.isnan(res["sum"][0])
+
+
+@pytest.mark.parametrize("targets", ["index", "probs"])
+def test_nan_in_targets_and_weight(backend, targets, rng):
+    x, t = make_problem(rng, (6, 4), np.float64, targets=targets)
+    w = make_weight(rng, 4)
+    w[3] = np.nan
+    if targets == "index":
+        t[:] = [0, 1, 2, 3, 0, 1]
+    else:
+        t[2, 1] = np.nan
+    check_xent(x, t, w, backend=backend)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("shape", [(5, 4), (2, 4, 3), (4,)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_all_ignored(backend, dtype, shape, label_smoothing, rng):
+    x = make_logits(rng, shape, dtype)
+    t = np.full(batch_shape(shape), -100)
+    res = check_xent(x, t, backend=backend, label_smoothing=label_smoothing)
+    assert np.isnan(res["mean"][0]) and res["sum"][0] == 0
+    for r, (loss, grad) in res.items():
+        assert np.all(grad == 0), r
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_zero_summed_weight(backend, dtype, rng):
+    # Non-ignored targets of weight 0: mean is 0/0, as in torch (nan grads there).
+    x, t = make_problem(rng, (6, 3), dtype)
+    t[:] = [0, 0, -100, 0, 0, -100]
+    w = np.array([0.0, 1.0, 2.0], dtype)
+    check_xent(x, t, w, backend=backend)
+
+
+@pytest.mark.parametrize("targets", ["index", "probs"])
+def test_empty_batch(backend, targets, rng):
+    for shape in [(0, 5), (3, 4, 0), (0, 4, 2)]:
+        x, t = make_problem(rng, shape, np.float32, targets=targets)
+        res = check_xent(x, t, backend=backend)
+        assert np.isnan(res["mean"][0]) and res["sum"][0] == 0
+
+
+# --------------------------------------------------------------------------
+# Determinism: bit-identical for every num_threads and every call.
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("targets", ["index", "probs"])
+@pytest.mark.parametrize("shape", [(257, 1000), (4096, 2), (3, 128256), (64, 10, 33)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_deterministic_across_threads(backend, dtype, shape, targets, rng):
+    x, t = make_problem(rng, shape, dtype, targets=targets, n_ignore=5)
+    w = make_weight(rng, shape[1], dtype)
+    for r in REDUCTIONS:
+        first = None
+        for num_threads in (1, 2, 3, 2, 1, None):
+            got = fastxent.cross_entropy(x, t, w, reduction=r, return_grad=True,
+                                         label_smoothing=0.1, backend=backend,
+                                         num_threads=num_threads)
+            if first is None:
+                first = got
+            else:
+                assert _bitwise_equal(got[0], first[0]), (r, num_threads, "loss")
+                assert _bitwise_equal(got[1], first[1]), (r, num_threads, "grad")
+    # and against the oracle once, so that "equal" means "equal and right"
+    check_xent(x, t, w, backend=backend, num_threads=3, reductions=("mean",),
+               label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("op", ["log_softmax", "softmax", "logsumexp"])
+def test_transforms_deterministic_across_threads(backend, op, rng):
+    x = make_logits(rng, (513, 300), np.float32)
+    first = getattr(fastxent, op)(x, backend=backend, num_threads=1)
+    for num_threads in (2, 3, None, 1):
+        assert _bitwise_equal(getattr(fastxent, op)(x, backend=backend,
+                                                    num_threads=num_threads), first)
+
+
+def test_concurrent_callers(backend, rng):
+    # Calls from a thread pool (each possibly multi-threaded) give the serial answers.
+    problems = [make_problem(rng, (300, 50), np.float32, n_ignore=3) for _ in range(8)]
+
+    def run(pt):
+        x, t = pt
+        return fastxent.cross_entropy(x, t, return_grad=True, backend=backend, num_threads=2)
+
+    expected = [run(p) for p in problems]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(run, problems * 3))
+    for i, g in enumerate(got):
+        e = expected[i % len(problems)]
+        assert _bitwise_equal(g[0], e[0]) and _bitwise_equal(g[1], e[1])
+
+
+# --------------------------------------------------------------------------
+# log_softmax, softmax, logsumexp against torch.
+# --------------------------------------------------------------------------
+
+TRANSFORM_CASES = [((7, 3), -1), ((257, 1000), -1), ((3, 128256), -1), ((4, 5, 6), 0),
+                   ((4, 5, 6), 1), ((4, 5, 6), -2), ((4, 5, 6), 2), ((11,), 0), ((0, 5), -1),
+                   ((5, 1), -1), ((1000, 3), 0)]
+
+
+def _torch_transform(op, x, axis):
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if op == "logsumexp":
+        return torch.logsumexp(xt, dim=axis).numpy()
+    return getattr(torch, op)(xt, dim=axis).numpy()
+
+
+def _scipy_transform(op, x, axis):
+    import scipy.special
+    with np.errstate(all="ignore"):
+        return getattr(scipy.special, op)(x.astype(np.float64), axis=axis)
+
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("case", TRANSFORM_CASES, ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", ["log_softmax", "softmax", "logsumexp"])
+def test_transforms(backend, op, dtype, case, num_threads, rng):
+    shape, axis = case
+    x = make_logits(rng, shape, dtype)
+    snaps = snapshot(x)
+    got = getattr(fastxent, op)(x, axis, backend=backend, num_threads=num_threads)
+    assert_unchanged((x,), snaps)
+    expected_shape = shape if op != "logsumexp" else tuple(np.delete(shape, axis))
+    assert np.shape(got) == expected_shape and np.asarray(got).dtype == dtype
+    if op == "logsumexp" and len(shape) == 1:
+        assert isinstance(got, np.floating)
+    ref = _scipy_transform(op, x, axis)
+    tv = _torch_transform(op, x, axis)
+    np.testing.assert_allclose(got, tv, **TOL[dtype])
+    zmax = logit_scale(x)
+    unit = 1.0
+    assert_accurate(got, ref, dtype, unit=unit, zmax=zmax, torch_val=tv, what=op)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", ["log_softmax", "softmax", "logsumexp"])
+def test_transforms_special_values(backend, op, dtype):
+    x = np.array([[1.0, 2.0, 3.0, 4.0],
+                  [-np.inf, 2.0, -np.inf, 0.5],   # masked entries
+                  [-np.inf] * 4,                  # all -inf
+                  [np.inf, 1.0, 2.0, 3.0],        # +inf
+                  [np.nan, 1.0, 2.0, 3.0],        # nan
+                  [1e4, -1e4, 3e4, 2.9e4]], dtype)  # huge
+    got = getattr(fastxent, op)(x, backend=backend)
+    tv = _torch_transform(op, x, -1)
+    assert_same_nonfinite(got, tv, op)
+    np.testing.assert_allclose(got, tv, **TOL[dtype])
+    if op != "logsumexp":
+        assert np.all(got[1, [0, 2]] == (0 if op == "softmax" else -np.inf))
+
+
+@pytest.mark.parametrize("op", ["log_softmax", "softmax"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("case", [((9, 6), -1), ((4, 5, 6), 1), ((3, 4), 0)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS + (np.float16,), ids=lambda d: np.dtype(d).name)
+def test_transforms_out_and_in_place(backend, op, layout, case, dtype, rng):
+    shape, axis = case
+    x = make_logits(rng, shape, dtype)
+    f = getattr(fastxent, op)
+    expected = f(x, axis, backend=backend)
+    assert expected.dtype == dtype
+    out = _out_like(x, layout)
+    res = f(x, axis, out=out, backend=backend)
+    assert np.shares_memory(res, out) and _bitwise_equal(res, expected)
+    xi = _lay_out(x, layout if layout != "strided" else "strided_cols")
+    res = f(xi, axis, out=xi, backend=backend)
+    assert np.shares_memory(res, xi) and _bitwise_equal(xi, expected)
+    if dtype == np.float16:  # computed in float32, rounded once
+        tv = _torch_transform(op, x.astype(np.float32), axis).astype(np.float16)
+        np.testing.assert_allclose(expected.astype(np.float32), tv.astype(np.float32),
+                                   **TOL[np.float16])
+
+
+@pytest.mark.parametrize("op", ["log_softmax", "softmax", "logsumexp"])
+def test_transforms_integer_input_and_layouts(backend, op, rng):
+    xi = rng.integers(-4, 5, size=(6, 5)).astype(np.int32)
+    got = getattr(fastxent, op)(xi, backend=backend)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, _scipy_transform(op, xi, -1), rtol=1e-13, atol=1e-15)
+    x = make_logits(rng, (6, 5), np.float32)
+    expected = getattr(fastxent, op)(x, backend=backend)
+    for layout in LAYOUTS:
+        xl = _lay_out(x, layout)
+        snaps = snapshot(xl)
+        got = getattr(fastxent, op)(xl, backend=backend)
+        assert_unchanged((xl,), snaps)
+        assert _bitwise_equal(got, expected), layout
+
+
+# --------------------------------------------------------------------------
+# config() changes the defaults (and only inside its block).
+# --------------------------------------------------------------------------
+
+def _record_kernels(monkeypatch):
+    import fastxent._api as api
+
+    calls = []
+    real = api.get_kernel
+
+    def spy(op, backend, num_threads):
+        calls.append((op, backend, num_threads))
+        return real(op, backend, num_threads)
+
+    monkeypatch.setattr(api, "get_kernel", spy)
+    return calls
+
+
+def test_config_sets_defaults(backend, monkeypatch, rng):
+    calls = _record_kernels(monkeypatch)
+    x, t = make_problem(rng, (5, 3), np.float64)
+    with fastxent.config(backend=backend, num_threads=1):
+        fastxent.cross_entropy(x, t)
+        fastxent.log_softmax(x)
+        fastxent.cross_entropy(x, t, num_threads=2)          # an explicit value wins
+        with fastxent.config(num_threads=3):                  # nesting keeps the backend
+            fastxent.logsumexp(x)
+        fastxent.softmax(x)
+    fastxent.cross_entropy(x, t, backend=backend)
+    cores = _threads.usable_cores()
+    assert calls == [("xent_index", backend, 1), ("log_softmax", backend, 1),
+                     ("xent_index", backend, 2), ("logsumexp", backend, 3),
+                     ("softmax", backend, 1), ("xent_index", backend, cores)]
+
+
+def test_config_restored_after_exception_and_local_to_thread(backend, monkeypatch, rng):
+    calls = _record_kernels(monkeypatch)
+    x, t = make_problem(rng, (5, 3), np.float64)
+    with pytest.raises(KeyError):
+        with fastxent.config(num_threads=1, backend=backend):
+            raise KeyError
+    fastxent.cross_entropy(x, t, backend=backend)
+    assert calls[-1][2] == _threads.usable_cores()
+    with fastxent.config(num_threads=1, backend=backend):
+        th = threading.Thread(target=fastxent.cross_entropy, args=(x, t),
+                              kwargs=dict(backend=backend))
+        th.start()
+        th.join()
+    assert calls[-1][2] == _threads.usable_cores()   # the other thread kept the defaults
+
+
+def test_config_unavailable_backend_is_used(rng):
+    status = fastxent.available_backends()
+    missing = [name for name, s in status.items() if not s.available]
+    if not missing:
+        pytest.skip("every backend is available here")
+    x, t = make_problem(rng, (5, 3), np.float64)
+    with fastxent.config(backend=missing[0]):
+        with pytest.raises(RuntimeError, match=missing[0]):
+            fastxent.cross_entropy(x, t)
+        assert np.isfinite(fastxent.cross_entropy(x, t, backend="numpy"))
+    assert np.isfinite(fastxent.cross_entropy(x, t))
+
+
+def test_backends_agree(rng):
+    # Every available backend against the numpy reference, bit for bit where
+    # the math allows; within the float64 bar otherwise.
+    names = [n for n, s in fastxent.available_backends().items() if s.available]
+    x, t = make_problem(rng, (100, 37), np.float64, n_ignore=4)
+    w = make_weight(rng, 37)
+    ref = fastxent.cross_entropy(x, t, w, return_grad=True, label_smoothing=0.1, backend="numpy")
+    for name in names:
+        got = fastxent.cross_entropy(x, t, w, return_grad=True, label_smoothing=0.1, backend=name)
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-13)
+        np.testing.assert_allclose(got[1], ref[1], rtol=1e-11, atol=1e-17)
