@@ -14,7 +14,7 @@ import pytest
 import fastxent
 from fastxent import _threads
 
-from conftest import (EPS, FLOATS, TOL, assert_accurate, assert_same_nonfinite,
+from conftest import (FLOATS, TOL, assert_accurate, assert_same_nonfinite,
                       assert_unchanged, batch_shape, check_xent, class_axis, logit_scale,
                       make_logits, make_probs, make_problem, make_targets, make_weight,
                       oracle_xent, snapshot, torch_xent)
@@ -54,6 +54,18 @@ def test_matrix_index_targets(backend, dtype, shape, num_threads, rng):
 def test_matrix_prob_targets(backend, dtype, shape, num_threads, rng):
     x, p = make_problem(rng, shape, dtype, targets="probs")
     check_xent(x, p, backend=backend, num_threads=num_threads)
+
+
+@pytest.mark.parametrize("targets", ["index", "probs"])
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_class_counts_around_vector_widths(backend, dtype, targets, rng):
+    # SIMD kernels have main loops and remainders: every C up to 4 AVX-512
+    # registers of float32, and around a few powers of two.
+    for c in list(range(1, 66)) + [127, 128, 129, 255, 256, 257]:
+        x, t = make_problem(rng, (3, c), dtype, targets=targets, n_ignore=1)
+        w = make_weight(rng, c, dtype)
+        check_xent(x, t, w, backend=backend, num_threads=2, label_smoothing=0.1,
+                   reductions=("none",))
 
 
 # --------------------------------------------------------------------------
@@ -254,45 +266,60 @@ def test_in_place(backend, dtype, shape, layout, num_threads, rng):
         assert _bitwise_equal(loss2, loss), r
 
 
-@pytest.mark.parametrize("num_threads", THREADS)
-def test_out_overlapping_other_arguments(backend, num_threads, rng):
-    # The result must be what non-overlapping arguments give (numpy's own
-    # whole-array expressions hide overlap; a row-by-row kernel does not).
-    n, c = 8, 8
-    kw = dict(backend=backend, num_threads=num_threads, return_grad=True)
+def _overlap_case(name, rng):
+    """(expected_call, overlapping_call) for out= overlapping another argument.
+
+    Each call returns (loss, grad-as-written); the results must be equal.
+    """
+    n = c = 8
     x, t = make_problem(rng, (n, c), np.float64)
+    if name == "out_is_reversed_input":   # overlapping, not element for element
+        def overlapping(kw):
+            xx = x.copy()
+            loss, _ = fastxent.cross_entropy(xx, t, out=xx[::-1], **kw)
+            return loss, xx[::-1]
+        return (lambda kw: fastxent.cross_entropy(x, t, **kw)), overlapping
+    if name == "probs_are_input":         # target, input and out: one array
+        p = make_probs(rng, (n, c))
 
-    # out = input reversed.
-    xx = x.copy()
-    _, expected = fastxent.cross_entropy(x, t, **kw)
-    fastxent.cross_entropy(xx, t, out=xx[::-1], **kw)
-    np.testing.assert_array_equal(xx[::-1], expected)
+        def overlapping(kw):
+            pp = p.copy()
+            return fastxent.cross_entropy(pp, pp, out=pp, **kw)
+        return (lambda kw: fastxent.cross_entropy(p, p.copy(), **kw)), overlapping
+    if name == "weight_in_out":           # weight is a row of out
+        w = make_weight(rng, c)
 
-    # Probabilities that are the input itself, with out=input.
-    p = make_probs(rng, (n, c))
-    pp = p.copy()
-    loss_a, expected = fastxent.cross_entropy(p, p.copy(), **kw)
-    loss_b, res = fastxent.cross_entropy(pp, pp, out=pp, **kw)
-    assert loss_a == loss_b
-    np.testing.assert_array_equal(res, expected)
+        def overlapping(kw):
+            out = np.empty((n, c))
+            out[0] = w
+            return fastxent.cross_entropy(x, t, out[0], out=out, **kw)
+        return (lambda kw: fastxent.cross_entropy(x, t, w, **kw)), overlapping
+    if name in ("grad_output_row_of_out", "grad_output_column_of_out"):
+        go = rng.standard_normal(n)       # grad_output (reduction none) lies in out
 
-    # weight is a row of out.
-    w = make_weight(rng, c)
-    out = np.empty((n, c))
-    out[0] = w
-    _, expected = fastxent.cross_entropy(x, t, w, **kw)
-    fastxent.cross_entropy(x, t, out[0], out=out, **kw)
-    np.testing.assert_array_equal(out, expected)
+        def overlapping(kw):
+            out = np.empty((n, c))
+            view = out[0] if name == "grad_output_row_of_out" else out[:, -1]
+            view[:] = go
+            return fastxent.cross_entropy(x, t, out=out, grad_output=view,
+                                          reduction="none", **kw)
+        return (lambda kw: fastxent.cross_entropy(x, t, grad_output=go, reduction="none",
+                                                  **kw)), overlapping
+    raise ValueError(name)
 
-    # grad_output (reduction none) is the first n entries of out.
-    go = rng.standard_normal(n)
-    out = np.empty((n, c))
-    out.reshape(-1)[:n] = go
-    loss_a, expected = fastxent.cross_entropy(x, t, reduction="none", grad_output=go, **kw)
-    loss_b, _ = fastxent.cross_entropy(x, t, reduction="none", out=out,
-                                       grad_output=out.reshape(-1)[:n], **kw)
-    np.testing.assert_array_equal(loss_b, loss_a)
-    np.testing.assert_array_equal(out, expected)
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("case", ["out_is_reversed_input", "probs_are_input", "weight_in_out",
+                                  "grad_output_row_of_out", "grad_output_column_of_out"])
+def test_out_overlapping_other_arguments(backend, case, num_threads, rng):
+    # The result must be what non-overlapping arguments give: NumPy's
+    # whole-array expressions hide an overlap, a row-by-row kernel does not.
+    expected_call, overlapping_call = _overlap_case(case, rng)
+    kw = dict(backend=backend, num_threads=num_threads, return_grad=True)
+    e_loss, e_grad = expected_call(kw)
+    loss, grad = overlapping_call(kw)
+    np.testing.assert_array_equal(loss, e_loss)
+    np.testing.assert_array_equal(grad, e_grad)
 
 
 # --------------------------------------------------------------------------
@@ -415,16 +442,23 @@ def test_nan_inf_propagation(backend, dtype, targets, num_threads, rng):
     assert np.isnan(res["mean"][0]) and np.isnan(res["sum"][0])
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("targets", ["index", "probs"])
-def test_nan_in_targets_and_weight(backend, targets, rng):
+def test_nonfinite_weight_of_one_class(backend, targets, bad, rng):
+    # torch: with class indices only the rows whose target has that weight are
+    # affected (nll_loss picks w[y]); with probabilities every row is.
     x, t = make_problem(rng, (6, 4), np.float64, targets=targets)
     w = make_weight(rng, 4)
-    w[3] = np.nan
+    w[3] = bad
     if targets == "index":
         t[:] = [0, 1, 2, 3, 0, 1]
-    else:
-        t[2, 1] = np.nan
     check_xent(x, t, w, backend=backend)
+
+
+def test_nan_probability(backend, rng):
+    x, p = make_problem(rng, (6, 4), np.float64, targets="probs")
+    p[2, 1] = np.nan
+    check_xent(x, p, backend=backend)
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
@@ -468,7 +502,7 @@ def test_deterministic_across_threads(backend, dtype, shape, targets, rng):
     w = make_weight(rng, shape[1], dtype)
     for r in REDUCTIONS:
         first = None
-        for num_threads in (1, 2, 3, 2, 1, None):
+        for num_threads in (1, 2, 3, 8, 2, 1, None):
             got = fastxent.cross_entropy(x, t, w, reduction=r, return_grad=True,
                                          label_smoothing=0.1, backend=backend,
                                          num_threads=num_threads)
@@ -681,3 +715,106 @@ def test_backends_agree(rng):
         got = fastxent.cross_entropy(x, t, w, return_grad=True, label_smoothing=0.1, backend=name)
         np.testing.assert_allclose(got[0], ref[0], rtol=1e-13)
         np.testing.assert_allclose(got[1], ref[1], rtol=1e-11, atol=1e-17)
+
+
+def test_special_values_under_numpy_errstate_raise(backend, rng):
+    # NaN and inf in the data are not errors (API.md), whatever the caller's
+    # np.seterr: a NumPy warning turned into FloatingPointError must not escape.
+    x, t = make_problem(rng, (6, 5), np.float64)
+    x[0, 1] = -np.inf
+    x[1, 2] = np.nan
+    x[2] = -np.inf
+    x[3, 0] = np.inf
+    calls = [lambda: fastxent.cross_entropy(x, t, return_grad=True, reduction="none",
+                                            backend=backend),
+             lambda: fastxent.cross_entropy(x, t, return_grad=True, label_smoothing=0.1,
+                                            backend=backend),
+             lambda: fastxent.log_softmax(x, backend=backend),
+             lambda: fastxent.softmax(x, backend=backend),
+             lambda: fastxent.logsumexp(x, backend=backend)]
+    for call in calls:
+        with np.errstate(all="ignore"):
+            expected = call()
+        with np.errstate(all="raise"):
+            got = call()
+        for g, e in zip(got if isinstance(got, tuple) else (got,),
+                        expected if isinstance(expected, tuple) else (expected,)):
+            assert _bitwise_equal(g, e)
+
+
+def test_auto_is_the_first_available_backend(rng):
+    from fastxent import _backends
+    first = next(n for n in _backends._AUTO_ORDER if fastxent.available_backends()[n].available)
+    x, t = make_problem(rng, (300, 20), np.float32, n_ignore=3)
+    a = fastxent.cross_entropy(x, t, return_grad=True, backend="auto", num_threads=2)
+    b = fastxent.cross_entropy(x, t, return_grad=True, backend=first, num_threads=2)
+    assert _bitwise_equal(a[0], b[0]) and _bitwise_equal(a[1], b[1])
+
+
+def test_bfloat16_input(backend, rng):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x, t = make_problem(rng, (9, 5), np.float32)
+    xb = x.astype(ml_dtypes.bfloat16)
+    loss, grad = fastxent.cross_entropy(xb, t, return_grad=True, backend=backend)
+    assert loss.dtype == np.float32 and grad.dtype == xb.dtype
+    loss32, grad32 = fastxent.cross_entropy(xb.astype(np.float32), t, return_grad=True,
+                                            backend=backend)
+    assert loss == loss32
+    assert _bitwise_equal(grad.astype(np.float32), grad32.astype(xb.dtype).astype(np.float32))
+
+
+# --------------------------------------------------------------------------
+# The kernel interface of _reference.py's docstring, called directly.
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_kernel_interface(backend, dtype, label_dtype, num_threads, rng):
+    from fastxent._backends import get_kernel
+
+    n, c = 37, 11
+    z = make_logits(rng, (n, c), dtype)
+    labels = make_targets(rng, (n, c), n_ignore=4, dtype=label_dtype)
+    probs = make_probs(rng, (n, c), dtype)
+    w = make_weight(rng, c, dtype)
+    scale = rng.standard_normal(n)
+    inputs = (z, labels, probs, w, scale)
+    snaps = snapshot(*inputs)
+    tol = TOL[dtype]
+
+    k = get_kernel("xent_index", backend, num_threads)
+    loss, grad = np.empty(n), np.empty_like(z)
+    k(z, labels, w, 0.1, -100, scale, loss, grad, num_threads)
+    e_loss, e_grad, _ = oracle_xent(z, labels, w, reduction="none", label_smoothing=0.1,
+                                    grad_output=scale)
+    np.testing.assert_allclose(loss, e_loss, **tol)
+    np.testing.assert_allclose(grad, e_grad, **tol)
+    loss_only = np.empty(n)   # an empty grad_out: loss only
+    k(z, labels, np.empty(0, dtype), 0.0, -100, scale, loss_only, np.empty((0, 0), dtype),
+      num_threads)
+    np.testing.assert_allclose(loss_only, oracle_xent(z, labels, reduction="none")[0], **tol)
+
+    k = get_kernel("xent_probs", backend, num_threads)
+    k(z, probs, w, 0.2, scale, loss, grad, num_threads)
+    e_loss, e_grad, _ = oracle_xent(z, probs, w, reduction="none", label_smoothing=0.2,
+                                    grad_output=scale)
+    np.testing.assert_allclose(loss, e_loss, **tol)
+    np.testing.assert_allclose(grad, e_grad, **tol)
+
+    for op in ("log_softmax", "softmax"):
+        out = np.empty_like(z)
+        get_kernel(op, backend, num_threads)(z, out, num_threads)
+        np.testing.assert_allclose(out, _scipy_transform(op, z, 1), **tol)
+    lse = np.empty(n)
+    get_kernel("logsumexp", backend, num_threads)(z, lse, num_threads)
+    np.testing.assert_allclose(lse, _scipy_transform("logsumexp", z, 1), **tol)
+    assert_unchanged(inputs, snaps)
+
+    # grad_out may be the logits themselves.
+    zz = z.copy()
+    k = get_kernel("xent_index", backend, num_threads)
+    k(zz, labels, w, 0.1, -100, scale, loss, zz, num_threads)
+    e_loss, e_grad, _ = oracle_xent(z, labels, w, reduction="none", label_smoothing=0.1,
+                                    grad_output=scale)
+    np.testing.assert_allclose(zz, e_grad, **tol)

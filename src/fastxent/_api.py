@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import _validation as v
-from ._backends import get_kernel, resolve_backend
+from ._backends import get_kernel, label_stats_function as _label_stats, resolve_backend
 from ._config import get_defaults
 from ._threads import effective_num_threads
 
@@ -28,14 +28,49 @@ def _result_dtype(array, compute):
     return array.dtype if array.dtype.kind == "f" else compute
 
 
+def _row_view(array, axis):
+    """``array`` as (rows, n_classes) with ``axis`` last, as a view; None if that needs a copy."""
+    moved = array if axis == array.ndim - 1 else np.moveaxis(array, axis, -1)
+    try:
+        return moved.reshape((math.prod(moved.shape[:-1]), moved.shape[-1]), copy=False)
+    except ValueError:
+        return None
+
+
+def _contiguous_rows(rows):
+    return rows.shape[1] <= 1 or rows.strides[1] == rows.itemsize
+
+
 def _rows(array, axis, dtype):
     """``array`` as (rows, n_classes) of ``dtype`` with contiguous rows; a view if possible."""
-    moved = np.moveaxis(array, axis, -1)
-    n_classes = moved.shape[-1]
-    rows = moved.reshape(math.prod(moved.shape[:-1]), n_classes)
-    if rows.dtype != dtype or (n_classes > 1 and rows.strides[1] != rows.itemsize):
+    rows = _row_view(array, axis)
+    if rows is None:
+        moved = np.moveaxis(array, axis, -1)
+        return np.ascontiguousarray(moved, dtype).reshape(-1, moved.shape[-1])
+    if rows.dtype != dtype or not _contiguous_rows(rows):
         rows = rows.astype(dtype, order="C")
     return rows
+
+
+def _from_rows(rows, shape, axis):
+    """The inverse of ``_rows``: (rows, n_classes) back to ``shape`` (a view)."""
+    if axis == len(shape) - 1:
+        return rows.reshape(shape)
+    return np.moveaxis(rows.reshape(_without(shape, axis) + (shape[axis],)), -1, axis)
+
+
+def _same_rows(n_rows, value):
+    """A (n_rows,) float64 array holding ``value`` everywhere, without writing n_rows values."""
+    return np.ndarray((n_rows,), np.float64, np.array([value], np.float64), 0, (0,))
+
+
+def _divide(a, b):
+    """``a / b`` as IEEE arithmetic does it (x / 0 is inf or nan), without a warning."""
+    if b != 0:
+        return a / b
+    if a == 0 or a != a:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def _without(shape, axis):
@@ -43,8 +78,8 @@ def _without(shape, axis):
 
 
 def _same_view(a, b):
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.strides == b.strides)
+    return (a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _output_rows(out, shape, axis, result_dtype, compute, logits_rows, others=()):
@@ -56,19 +91,18 @@ def _output_rows(out, shape, axis, result_dtype, compute, logits_rows, others=()
     ``out`` (or returned) afterwards.
     """
     n_rows, n_classes = logits_rows.shape
-    moved_shape = _without(shape, axis) + (n_classes,)
     if out is not None and out.dtype == compute:
-        rows = np.moveaxis(out, axis, -1).reshape(n_rows, n_classes)
-        direct = (rows.size == 0 or np.may_share_memory(rows, out)) and (
-            n_classes <= 1 or rows.strides[1] == rows.itemsize)
-        if direct and (_same_view(rows, logits_rows)
-                       or not np.may_share_memory(rows, logits_rows)) and not any(
-                np.may_share_memory(rows, other) for other in others):
+        rows = _row_view(out, axis)
+        direct = rows is not None and _contiguous_rows(rows) and not any(
+            np.may_share_memory(rows, other) for other in others)
+        if direct and np.may_share_memory(rows, logits_rows):
+            direct = _same_view(rows, logits_rows)
+        if direct:
             return rows, lambda: out
     rows = np.empty((n_rows, n_classes), compute)
 
     def finish():
-        result = np.moveaxis(rows.reshape(moved_shape), -1, axis)
+        result = _from_rows(rows, shape, axis)
         if out is not None:
             np.copyto(out, result, casting="unsafe")
             return out
@@ -149,7 +183,8 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     batch_shape = _without(logits.shape, axis)
 
     target = v.as_array(target, "target")
-    probabilities = target.dtype.kind == "f" or target.dtype.name == "bfloat16"
+    probabilities = target.dtype.kind == "f" or (target.dtype.kind == "V"
+                                                 and target.dtype.name == "bfloat16")
     if probabilities:
         if target.shape != logits.shape:
             raise ValueError(
@@ -160,53 +195,47 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         if target.shape != batch_shape:
             raise ValueError(f"target of class indices must have shape {batch_shape} for "
                              f"input of shape {logits.shape}; got shape {target.shape}")
-        v.check_class_indices(target, n_classes, ignore_index)
     else:
         raise TypeError(f"target must hold integer class indices or floating class "
                         f"probabilities; got dtype {target.dtype}")
 
     class_weight = (np.empty(0, compute) if weight is None
                     else v.check_weight(weight, n_classes, compute))
+    if probabilities:
+        target_rows = _rows(target, axis, compute)
+        denominator = target_rows.shape[0]
+    else:
+        target_rows, denominator = _class_indices(target, n_classes, ignore_index,
+                                                  class_weight)
     grad_dtype = _result_dtype(logits, compute)
     if not return_grad and (grad_output is not None or out is not None):
         raise ValueError("grad_output and out are used only with return_grad=True")
     if out is not None:
         v.check_out(out, logits.shape, grad_dtype)
-    if reduction == "none":
-        row_scale = v.check_grad_output(grad_output, batch_shape) if return_grad else None
+    rows = _rows(logits, axis, compute)
+    n_rows = rows.shape[0]
+    if not return_grad:
+        grad_scale = _same_rows(n_rows, 0.0)
+    elif reduction == "none":
+        grad_scale = v.check_grad_output(grad_output, batch_shape).reshape(n_rows)
     else:
         upstream = v.check_scalar_grad_output(grad_output)
+        grad_scale = _same_rows(n_rows, _divide(upstream, denominator)
+                                if reduction == "mean" else upstream)
     op = "xent_probs" if probabilities else "xent_index"
+    if resolve_backend(backend) != "numpy" and not np.isfinite(class_weight).all():
+        # The fused kernels write sum v (lse - z) as sum(v) log(s) - sum v (z - max),
+        # where an infinite weight meets z = max as inf * 0; PyTorch's formula,
+        # followed literally, gives its inf (or nan) instead.
+        backend = "numpy"
     kernel, num_threads = _kernel(op, backend, num_threads)
 
     # Everything is checked: from here on nothing raises.
-    rows = _rows(logits, axis, compute)
-    n_rows = rows.shape[0]
-    if probabilities:
-        target_rows = _rows(target, axis, compute)
-        denominator = n_rows
-    else:
-        target_rows = target.reshape(-1)
-        if target_rows.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
-            target_rows = target_rows.astype(np.int64)
-        kept = target_rows != ignore_index
-        if weight is None:
-            denominator = np.count_nonzero(kept)
-        else:
-            denominator = np.sum(class_weight[target_rows[kept]], dtype=np.float64)
-
-    if reduction == "none":
-        grad_scale = (np.ascontiguousarray(row_scale).reshape(-1) if return_grad
-                      else np.zeros(n_rows))
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.float64(upstream) / (denominator if reduction == "mean" else 1.0)
-        grad_scale = np.broadcast_to(factor, (n_rows,))
     if return_grad:
         grad_rows, finish = _output_rows(out, logits.shape, axis, grad_dtype, compute,
-                                         rows, others=(target_rows, class_weight))
+                                         rows, others=(target_rows, class_weight, grad_scale))
     else:
-        grad_rows = _no_output(compute)
+        grad_rows = np.empty((0, 0), compute)
     loss_rows = np.empty(n_rows, np.float64)
     if probabilities:
         kernel(rows, target_rows, class_weight, label_smoothing, grad_scale,
@@ -218,10 +247,25 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     if reduction == "none":
         loss = loss_rows.astype(compute).reshape(batch_shape)
     else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = np.sum(loss_rows)
-            loss = compute.type(total / denominator if reduction == "mean" else total)
+        total = float(np.sum(loss_rows))
+        loss = compute.type(_divide(total, denominator) if reduction == "mean" else total)
     return (loss, finish()) if return_grad else loss
+
+
+def _class_indices(target, n_classes, ignore_index, class_weight):
+    """Labels as int32/int64 rows, checked, and the mean's denominator.
+
+    IndexError names the first label outside [0, n_classes) that is not
+    ``ignore_index``, and where it is in ``target``.
+    """
+    labels = target.reshape(-1)
+    if labels.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        v.check_class_indices(target, n_classes, ignore_index)  # before any conversion wraps
+        labels = labels.astype(np.int64)
+    bad, denominator = _label_stats()(labels, n_classes, ignore_index, class_weight)
+    if bad >= 0:
+        v.raise_bad_label(target, bad, n_classes, ignore_index)
+    return labels, denominator
 
 
 def _transform(op, input, axis, out, backend, num_threads):

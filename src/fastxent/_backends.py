@@ -108,6 +108,12 @@ def _warn_fallback(name, reason):
                   "using the next one", RuntimeWarning, stacklevel=4)
 
 
+def label_stats_function():
+    """The one-pass label check of the compiled module, or NumPy's without it."""
+    module, _ = load_cython_module()
+    return (module or importlib.import_module("fastxent._reference")).label_stats
+
+
 def get_kernel(op, backend, num_threads):
     """The ``op`` kernel of a resolved backend: serial for one thread."""
     module, reason = _LOADERS[backend]()

@@ -14,11 +14,13 @@ arguments, already validated by the API layer:
   gradient; an empty (0, 0) array means "loss only". It may be ``logits``.
 
 Kernels never allocate outputs, validate or reduce. Each row's loss is
-``sum_c w[c] * q[c] * (lse - z[c])`` where ``q`` is the (smoothed) target
-distribution; its gradient is ``grad_scale * (sum_c w[c] q[c] * softmax(z) - w * q)``.
-Here that is written out densely, the most direct transcription of the
-formula; the compiled backends fuse it into one sweep per row.
+``sum_c v[c] * (lse - z[c])`` with ``v = w * q``, ``q`` the (smoothed) target
+distribution; its gradient is ``grad_scale * (sum(v) * softmax(z) - v)``.
+Here the losses are PyTorch's formulas written out with NumPy; the compiled
+backends fuse them into one sweep per row.
 """
+
+import functools
 
 import numpy as np
 
@@ -26,51 +28,70 @@ import numpy as np
 def _log_softmax_rows(z):
     m = np.max(z, axis=1, keepdims=True)
     shifted = z - m
-    with np.errstate(divide="ignore"):
-        return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
 
 
-def _target_distribution(labels, n_classes, label_smoothing, ignore_index, dtype):
-    """Dense (n_rows, n_classes) smoothed one-hot targets; ignored rows are 0."""
-    n_rows = labels.shape[0]
-    keep = labels != ignore_index
-    q = np.full((n_rows, n_classes), label_smoothing / n_classes, dtype=dtype)
-    q[keep, labels[keep]] += 1.0 - label_smoothing
-    q[~keep] = 0.0
-    return q
-
-
-def _loss_grad_from_distribution(logits, q, class_weight, grad_scale, loss_out, grad_out):
-    logp = _log_softmax_rows(logits)
-    wq = q if class_weight.size == 0 else q * class_weight
-    # 0 * -inf is nan, as in PyTorch's sum(target * log_softmax).
-    loss_out[:] = -np.sum(wq * logp, axis=1)
-    if grad_out.size:
-        total = np.sum(wq, axis=1, keepdims=True)
-        grad_out[:] = grad_scale[:, None] * (total * np.exp(logp) - wq)
+def label_stats(labels, n_classes, ignore_index, class_weight):
+    """(position of the first label outside [0, n_classes) that is not
+    ignore_index, or -1; summed weight of the labels that are not ignored)."""
+    kept = labels != ignore_index
+    bad = np.flatnonzero(kept & ((labels < 0) | (labels >= n_classes)))
+    if bad.size:
+        return int(bad[0]), 0.0
+    if class_weight.size == 0:
+        return -1, float(np.count_nonzero(kept))
+    return -1, float(np.sum(class_weight[labels[kept]], dtype=np.float64))
 
 
 def _serial_and_parallel(kernel):
-    """The NumPy backend has one implementation; num_threads is ignored."""
-    return kernel, kernel
+    """The NumPy backend has one implementation; num_threads is ignored.
+
+    NaN and inf propagate, whatever ``np.errstate`` the caller has set.
+    """
+    @functools.wraps(kernel)
+    def run(*args):
+        with np.errstate(all="ignore"):
+            kernel(*args)
+
+    return run, run
 
 
 def _xent_index(logits, labels, class_weight, label_smoothing, ignore_index,
                 grad_scale, loss_out, grad_out, num_threads):
-    q = _target_distribution(labels, logits.shape[1], label_smoothing,
-                             ignore_index, logits.dtype)
-    _loss_grad_from_distribution(logits, q, class_weight, grad_scale, loss_out, grad_out)
-    ignored = labels == ignore_index
-    loss_out[ignored] = 0.0
+    """PyTorch's formula: (1 - eps) w_y (-logp_y) + eps / C sum_c w_c (-logp_c)."""
+    n_rows, n_classes = logits.shape
+    eps = label_smoothing
+    w = class_weight if class_weight.size else np.ones(n_classes, logits.dtype)
+    rows = np.flatnonzero(labels != ignore_index)
+    y = labels[rows]
+    logp = _log_softmax_rows(logits[rows])
+    loss = -(1.0 - eps) * w[y] * logp[np.arange(rows.size), y]
+    if eps:  # only then do the other classes' weights take part (a nan weight stays out)
+        loss = loss - eps / n_classes * np.sum(w * logp, axis=1)
+    loss_out[:] = 0.0
+    loss_out[rows] = loss
     if grad_out.size:
-        grad_out[ignored] = 0.0
+        # The row's loss is sum_c v_c (lse - z_c), so its gradient is T softmax - v.
+        v = np.zeros_like(logp)
+        v[np.arange(rows.size), y] = (1.0 - eps) * w[y]
+        if eps:
+            v += eps / n_classes * w
+        total = np.sum(v, axis=1, keepdims=True)
+        grad_out[:] = 0.0
+        grad_out[rows] = grad_scale[rows, None] * (total * np.exp(logp) - v)
 
 
 def _xent_probs(logits, probs, class_weight, label_smoothing, grad_scale,
                 loss_out, grad_out, num_threads):
-    q = probs * (1.0 - label_smoothing) + label_smoothing / logits.shape[1]
-    _loss_grad_from_distribution(logits, q.astype(logits.dtype, copy=False),
-                                 class_weight, grad_scale, loss_out, grad_out)
+    """PyTorch's formula: -sum_c w_c q_c logp_c with q = (1 - eps) t + eps / C."""
+    n_classes = logits.shape[1]
+    q = probs * (1.0 - label_smoothing) + label_smoothing / n_classes
+    v = q if class_weight.size == 0 else q * class_weight
+    logp = _log_softmax_rows(logits)
+    loss_out[:] = -np.sum(v * logp, axis=1)  # 0 * -inf is nan, as in PyTorch
+    if grad_out.size:
+        total = np.sum(v, axis=1, keepdims=True)
+        grad_out[:] = grad_scale[:, None] * (total * np.exp(logp) - v)
 
 
 def _log_softmax(logits, out, num_threads):
@@ -86,8 +107,7 @@ def _logsumexp(logits, lse_out, num_threads):
     # row gives -inf and a +inf entry gives +inf, not nan.
     m = np.max(logits, axis=1)
     shift = np.where(np.isinf(m), 0.0, m)[:, None]
-    with np.errstate(divide="ignore", over="ignore"):
-        lse_out[:] = shift[:, 0] + np.log(np.sum(np.exp(logits - shift), axis=1))
+    lse_out[:] = shift[:, 0] + np.log(np.sum(np.exp(logits - shift), axis=1))
 
 
 xent_index_serial, xent_index_parallel = _serial_and_parallel(_xent_index)

@@ -101,10 +101,13 @@ def check_class_indices(target, n_classes, ignore_index):
         return
     bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
     if bad.any():
-        where = np.unravel_index(int(np.flatnonzero(bad)[0]), target.shape)
-        raise IndexError(f"target value {target[where]} at index {tuple(map(int, where))} "
-                         f"is outside [0, {n_classes}) and is not ignore_index "
-                         f"({ignore_index})")
+        raise_bad_label(target, int(np.flatnonzero(bad)[0]), n_classes, ignore_index)
+
+
+def raise_bad_label(target, flat_index, n_classes, ignore_index):
+    where = np.unravel_index(flat_index, target.shape)
+    raise IndexError(f"target value {target[where]} at index {tuple(map(int, where))} "
+                     f"is outside [0, {n_classes}) and is not ignore_index ({ignore_index})")
 
 
 def check_weight(weight, n_classes, dtype):

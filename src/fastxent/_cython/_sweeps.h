@@ -5,7 +5,7 @@
  * reduction into vector lanes, which it may not do for floating point on its
  * own, and to vectorise through inlining. The lane order is fixed at compile
  * time, so results are deterministic. Written once for float and double by
- * FX_SWEEPS below; g may be z itself (element j is read before it is written).
+ * FX_SWEEPS below; e may be z itself (element j is read before it is written).
  */
 #ifndef FASTXENT_SWEEPS_H
 #define FASTXENT_SWEEPS_H
@@ -21,91 +21,96 @@
 #endif
 #define FX_STR(x) #x
 
+/* A reduction over j in [0, n): the simd loop covers a multiple of 16 (of
+ * every vector width), so it never runs its own scalar epilogue, where GCC
+ * stores to and reloads the lanes from memory (a store-forwarding stall that
+ * costs more than a short row); the tail runs in plain scalar code. */
+#define FX_REDUCE(clause, body)                                                       \
+    do {                                                                              \
+        ptrdiff_t n_main_ = n - n % 16;                                               \
+        FX_SIMD(clause)                                                               \
+        for (ptrdiff_t j = 0; j < n_main_; j++) { body }                              \
+        for (ptrdiff_t j = n_main_; j < n; j++) { body }                              \
+    } while (0)
+
+/* Ask for the cache lines of p[0:bytes] ahead of use: reading a row from
+ * memory then overlaps the arithmetic on the row before it. */
+static inline void fx_prefetch(const void *p, ptrdiff_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (ptrdiff_t offset = 0; offset < bytes; offset += 64)
+        __builtin_prefetch((const char *)p + offset, 0, 3);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 #define FX_SWEEPS(T, S, EXP)                                                          \
 /* max(z), skipping NaN (the sums that follow propagate it); -inf if n == 0 */        \
 static inline T fx_max_##S(const T *z, ptrdiff_t n)                                   \
 {                                                                                     \
     T m = -INFINITY;                                                                  \
-    FX_SIMD(reduction(max : m))                                                       \
-    for (ptrdiff_t j = 0; j < n; j++)                                                 \
-        m = z[j] > m ? z[j] : m;                                                      \
+    FX_REDUCE(reduction(max : m), m = z[j] > m ? z[j] : m;);                          \
     return m;                                                                         \
 }                                                                                     \
 /* sum(exp(z - shift)), for shift >= max(z) */                                        \
 static inline double fx_sum_exp_##S(const T *z, ptrdiff_t n, T shift)                 \
 {                                                                                     \
     T s = 0;                                                                          \
-    FX_SIMD(reduction(+ : s))                                                         \
-    for (ptrdiff_t j = 0; j < n; j++)                                                 \
-        s += EXP(z[j] - shift);                                                       \
+    FX_REDUCE(reduction(+ : s), s += EXP(z[j] - shift););                             \
     return s;                                                                         \
 }                                                                                     \
-/* sum(w * (z - m)), w = 1 when NULL */                                               \
-static inline double fx_sum_shifted_##S(const T *z, const T *w, ptrdiff_t n, T m)     \
+/* sum(exp(z - shift)), also stored into e (which may be z) */                          \
+static inline double fx_sum_exp_store_##S(const T *z, ptrdiff_t n, T shift, T *e)     \
 {                                                                                     \
     T s = 0;                                                                          \
-    if (w == NULL) {                                                                  \
-        FX_SIMD(reduction(+ : s))                                                     \
-        for (ptrdiff_t j = 0; j < n; j++)                                             \
-            s += z[j] - m;                                                            \
-    } else {                                                                          \
-        FX_SIMD(reduction(+ : s))                                                     \
-        for (ptrdiff_t j = 0; j < n; j++)                                             \
-            s += w[j] * (z[j] - m);                                                   \
-    }                                                                                 \
+    FX_REDUCE(reduction(+ : s), T ej = EXP(z[j] - shift); e[j] = ej; s += ej;);       \
     return s;                                                                         \
 }                                                                                     \
-/* sum(w q (z - m)) and, into *total, sum(w q), with q = keep * t + spread */         \
-static inline double fx_target_dot_##S(const T *z, const T *t, const T *w,            \
-                                       ptrdiff_t n, T m, T keep, T spread,            \
-                                       double *total)                                 \
+/* sum(v (z - shift)) and, into *total, sum(v), where v = q w with                    \
+   q = keep * t + spread (1 when t is NULL) and w = 1 when NULL */                    \
+static inline double fx_weighted_shifted_##S(const T *z, const T *t, const T *w,      \
+                                             ptrdiff_t n, T shift, T keep, T spread,  \
+                                             double *total)                           \
 {                                                                                     \
     T dot = 0, tot = 0;                                                               \
-    if (w == NULL) {                                                                  \
-        FX_SIMD(reduction(+ : dot, tot))                                              \
-        for (ptrdiff_t j = 0; j < n; j++) {                                           \
-            T q = t[j] * keep + spread;                                               \
-            tot += q;                                                                 \
-            dot += q * (z[j] - m);                                                    \
-        }                                                                             \
+    if (t == NULL && w == NULL) {                                                     \
+        FX_REDUCE(reduction(+ : dot), dot += z[j] - shift;);                          \
+        tot = (T)n;                                                                   \
+    } else if (t == NULL) {                                                           \
+        FX_REDUCE(reduction(+ : dot, tot), tot += w[j]; dot += w[j] * (z[j] - shift););\
+    } else if (w == NULL) {                                                           \
+        FX_REDUCE(reduction(+ : dot, tot),                                            \
+                  T v = t[j] * keep + spread; tot += v; dot += v * (z[j] - shift););  \
     } else {                                                                          \
-        FX_SIMD(reduction(+ : dot, tot))                                              \
-        for (ptrdiff_t j = 0; j < n; j++) {                                           \
-            T wq = (t[j] * keep + spread) * w[j];                                     \
-            tot += wq;                                                                \
-            dot += wq * (z[j] - m);                                                   \
-        }                                                                             \
+        FX_REDUCE(reduction(+ : dot, tot),                                            \
+                  T v = (t[j] * keep + spread) * w[j]; tot += v;                      \
+                  dot += v * (z[j] - shift););                                        \
     }                                                                                 \
     *total = tot;                                                                     \
     return dot;                                                                       \
 }                                                                                     \
-/* g = exp(z - m) * k - c * w, w = 1 when NULL */                                     \
-static inline void fx_write_grad_##S(const T *z, const T *w, ptrdiff_t n, T m, T k,   \
-                                     T c, T *g)                                       \
+/* g = g * factor - c v, with v as in fx_weighted_shifted */                          \
+static inline void fx_rescale_##S(T *g, const T *t, const T *w, ptrdiff_t n,          \
+                                  T factor, T c, T keep, T spread)                    \
 {                                                                                     \
-    if (w == NULL) {                                                                  \
+    if (t == NULL && w == NULL) {                                                     \
         FX_SIMD()                                                                     \
         for (ptrdiff_t j = 0; j < n; j++)                                             \
-            g[j] = EXP(z[j] - m) * k - c;                                             \
+            g[j] = g[j] * factor - c;                                                 \
+    } else if (t == NULL) {                                                           \
+        FX_SIMD()                                                                     \
+        for (ptrdiff_t j = 0; j < n; j++)                                             \
+            g[j] = g[j] * factor - c * w[j];                                          \
+    } else if (w == NULL) {                                                           \
+        FX_SIMD()                                                                     \
+        for (ptrdiff_t j = 0; j < n; j++)                                             \
+            g[j] = g[j] * factor - c * (t[j] * keep + spread);                        \
     } else {                                                                          \
         FX_SIMD()                                                                     \
         for (ptrdiff_t j = 0; j < n; j++)                                             \
-            g[j] = EXP(z[j] - m) * k - c * w[j];                                      \
-    }                                                                                 \
-}                                                                                     \
-/* g = exp(z - m) * k - c * w * q, q = keep * t + spread, w = 1 when NULL */          \
-static inline void fx_write_grad_probs_##S(const T *z, const T *t, const T *w,        \
-                                           ptrdiff_t n, T m, T k, T c, T keep,        \
-                                           T spread, T *g)                            \
-{                                                                                     \
-    if (w == NULL) {                                                                  \
-        FX_SIMD()                                                                     \
-        for (ptrdiff_t j = 0; j < n; j++)                                             \
-            g[j] = EXP(z[j] - m) * k - c * (t[j] * keep + spread);                    \
-    } else {                                                                          \
-        FX_SIMD()                                                                     \
-        for (ptrdiff_t j = 0; j < n; j++)                                             \
-            g[j] = EXP(z[j] - m) * k - c * (t[j] * keep + spread) * w[j];             \
+            g[j] = g[j] * factor - c * (t[j] * keep + spread) * w[j];                 \
     }                                                                                 \
 }                                                                                     \
 /* out = (z - m) - log_s */                                                           \
@@ -116,7 +121,73 @@ static inline void fx_write_shifted_##S(const T *z, ptrdiff_t n, T m, T log_s, T
         out[j] = (z[j] - m) - log_s;                                                  \
 }
 
+/* Short rows (n_classes <= FX_TILE_MAX_C), vectorised across rows instead:
+ * a tile of up to FX_TILE_ROWS rows is transposed into zt (n_classes x
+ * FX_TILE_ROWS, lanes past the tile's rows padded with 0) so that every loop
+ * runs over the rows of the tile. */
+#define FX_TILE_ROWS 16
+#define FX_TILE_MAX_C 32
+
+#define FX_TILES(T, S, EXP)                                                           \
+/* zt = the tile transposed; m, s, dot per row as in the row sweeps, with          \
+   shift = m (0 where m is -inf); zt then holds exp(z - shift). w: see             \
+   fx_weighted_shifted (t = NULL); dot only when with_dot. */                         \
+static inline void fx_tile_online_##S(const T *z, ptrdiff_t row_stride,               \
+                                      ptrdiff_t rows, ptrdiff_t n, const T *w,        \
+                                      int with_dot, T *zt, T *m, T *s, T *dot)        \
+{                                                                                     \
+    enum { R = FX_TILE_ROWS };                                                        \
+    T shift[R];                                                                       \
+    for (ptrdiff_t i = 0; i < R; i++) {                                               \
+        for (ptrdiff_t c = 0; c < n; c++)                                             \
+            zt[c * R + i] = i < rows ? z[i * row_stride + c] : (T)0;                  \
+        m[i] = -INFINITY;                                                             \
+        s[i] = 0;                                                                     \
+        dot[i] = 0;                                                                   \
+    }                                                                                 \
+    for (ptrdiff_t c = 0; c < n; c++) {                                               \
+        FX_SIMD()                                                                     \
+        for (ptrdiff_t i = 0; i < R; i++)                                             \
+            m[i] = zt[c * R + i] > m[i] ? zt[c * R + i] : m[i];                       \
+    }                                                                                 \
+    FX_SIMD()                                                                         \
+    for (ptrdiff_t i = 0; i < R; i++)                                                 \
+        shift[i] = m[i] > -INFINITY ? m[i] : (T)0;                                    \
+    for (ptrdiff_t c = 0; c < n; c++) {                                               \
+        T wc = w == NULL ? (T)1 : w[c];                                               \
+        if (with_dot) {                                                               \
+            FX_SIMD()                                                                 \
+            for (ptrdiff_t i = 0; i < R; i++)                                         \
+                dot[i] += wc * (zt[c * R + i] - shift[i]);                            \
+        }                                                                             \
+        FX_SIMD()                                                                     \
+        for (ptrdiff_t i = 0; i < R; i++) {                                           \
+            T e = EXP(zt[c * R + i] - shift[i]);                                      \
+            zt[c * R + i] = e;                                                        \
+            s[i] += e;                                                                \
+        }                                                                             \
+    }                                                                                 \
+}                                                                                     \
+/* g row i = k[i] e - c[i] w, from the e in zt, transposed back */                    \
+static inline void fx_tile_rescale_##S(T *zt, ptrdiff_t rows, ptrdiff_t n,            \
+                                       const T *k, const T *c, const T *w, T *g,      \
+                                       ptrdiff_t row_stride)                          \
+{                                                                                     \
+    enum { R = FX_TILE_ROWS };                                                        \
+    for (ptrdiff_t col = 0; col < n; col++) {                                         \
+        T wc = w == NULL ? (T)1 : w[col];                                             \
+        FX_SIMD()                                                                     \
+        for (ptrdiff_t i = 0; i < R; i++)                                             \
+            zt[col * R + i] = zt[col * R + i] * k[i] - c[i] * wc;                     \
+    }                                                                                 \
+    for (ptrdiff_t i = 0; i < rows; i++)                                              \
+        for (ptrdiff_t col = 0; col < n; col++)                                       \
+            g[i * row_stride + col] = zt[col * R + i];                                \
+}
+
 FX_SWEEPS(float, f32, fx_expf)
 FX_SWEEPS(double, f64, fx_exp)
+FX_TILES(float, f32, fx_expf)
+FX_TILES(double, f64, fx_exp)
 
 #endif
