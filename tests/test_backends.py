@@ -68,6 +68,21 @@ def test_class_counts_around_vector_widths(backend, dtype, targets, rng):
                    reductions=("none",))
 
 
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+@pytest.mark.parametrize("n_classes", [1, 2, 10, 32, 33])
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_short_rows_many_tiles(backend, dtype, n_classes, num_threads, rng):
+    # Short rows run in tiles of 16 rows vectorised across rows: several tiles
+    # per thread, a partial last tile, ignored rows, every class-index option.
+    x, t = make_problem(rng, (53, n_classes), dtype, n_ignore=7)
+    w = make_weight(rng, n_classes, dtype)
+    check_xent(x, t, w, backend=backend, num_threads=num_threads, label_smoothing=0.1)
+    # Strided labels and per-row upstream gradients.
+    go = rng.random(2 * 53)[::2]
+    check_xent(x, np.repeat(t, 2)[::2], backend=backend, num_threads=num_threads,
+               reductions=("none",), grad_output={"none": go})
+
+
 # --------------------------------------------------------------------------
 # Memory layouts: the same values, laid out differently, give the same bits.
 # --------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 
 #include <math.h>
 #include <stddef.h>
-#include "_fastexp.h"
+#include "_fastmath.h"
 
 #if defined(_OPENMP) || defined(__clang__) || defined(__GNUC__)
 #define FX_SIMD(clause) _Pragma(FX_STR(omp simd clause))
@@ -167,6 +167,20 @@ static inline void fx_tile_online_##S(const T *z, ptrdiff_t row_stride,         
             s[i] += e;                                                                \
         }                                                                             \
     }                                                                                 \
+}                                                                                     \
+/* log(s) and exp(x) for each row of the tile (x <= 0), in double */                \
+static inline void fx_tile_log_exp_##S(const T *s, const double *x, double *log_s,    \
+                                       double *exp_x)                                 \
+{                                                                                     \
+    enum { R = FX_TILE_ROWS };                                                        \
+    FX_SIMD()                                                                         \
+    for (ptrdiff_t i = 0; i < R; i++) {                                               \
+        log_s[i] = fx_log((double)s[i]);                                              \
+        exp_x[i] = fx_exp(x[i]);                                                      \
+    }                                                                                 \
+    for (ptrdiff_t i = 0; i < R; i++)                                                 \
+        if (!fx_is_normal((double)s[i]))                                              \
+            log_s[i] = log((double)s[i]);                                             \
 }                                                                                     \
 /* g row i = k[i] e - c[i] w, from the e in zt, transposed back */                    \
 static inline void fx_tile_rescale_##S(T *zt, ptrdiff_t rows, ptrdiff_t n,            \

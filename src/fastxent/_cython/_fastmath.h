@@ -1,4 +1,7 @@
-/* exp(x) for x <= 0 (and NaN), branch-free so that loops calling it vectorise.
+/* exp(x) for x <= 0 (and NaN), and log(x), branch-free so that loops calling
+ * them vectorise.
+ *
+ * exp:
  *
  * Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, a polynomial for exp(r),
  * and 2^n built in the exponent bits. n is rounded with the 1.5 * 2^k trick,
@@ -8,9 +11,10 @@
  * not allow reassociation (-ffast-math), which would undo the rounding trick.
  * Accuracy: about 1 ulp (float) and 2 ulp (double), checked in the tests.
  */
-#ifndef FASTXENT_FASTEXP_H
-#define FASTXENT_FASTEXP_H
+#ifndef FASTXENT_FASTMATH_H
+#define FASTXENT_FASTMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -65,6 +69,49 @@ static inline double fx_exp(double x)
     eb = (tb - mb + 1023) << 52;
     memcpy(&scale, &eb, 8);
     return x < -708.39641853226408 ? 0.0 : p * scale;
+}
+
+/* log(x) in double: x = 2^e f with f in [sqrt(1/2), sqrt(2)), and
+ * log(f) = 2 atanh(u) with u = (f - 1) / (f + 1), |u| < 0.1716, summed to u^23
+ * (truncation < 1e-18). Within 2 ulp, for normal positive x only: callers
+ * send 0, subnormals, negatives, inf and NaN to libm (fx_is_normal). */
+static inline int fx_is_normal(double x)
+{
+    return x >= 2.2250738585072014e-308 && x <= 1.7976931348623157e308;
+}
+
+static inline double fx_log(double x)
+{
+    int64_t bits, fb, eb;
+    double f, e, u, u2, p, r;
+    memcpy(&bits, &x, 8);
+    fb = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;  /* f in [1, 2) */
+    memcpy(&f, &fb, 8);
+    /* The exponent as a double without an int64 conversion (none in AVX2):
+     * 2^52 + biased exponent, read as a double, minus 2^52 + 1023. */
+    eb = (bits >> 52) | 0x4330000000000000LL;
+    memcpy(&e, &eb, 8);
+    e -= 4503599627371519.0;
+    if (f > 1.4142135623730951) {  /* a select once vectorised */
+        f *= 0.5;
+        e += 1.0;
+    }
+    u = (f - 1.0) / (f + 1.0);
+    u2 = u * u;
+    p = 1.0 / 23;
+    p = p * u2 + 1.0 / 21;
+    p = p * u2 + 1.0 / 19;
+    p = p * u2 + 1.0 / 17;
+    p = p * u2 + 1.0 / 15;
+    p = p * u2 + 1.0 / 13;
+    p = p * u2 + 1.0 / 11;
+    p = p * u2 + 1.0 / 9;
+    p = p * u2 + 1.0 / 7;
+    p = p * u2 + 1.0 / 5;
+    p = p * u2 + 1.0 / 3;
+    r = 2.0 * u + 2.0 * u * u2 * p;
+    /* e ln2 in two parts, the first exact for |e| < 2^21 */
+    return e * 6.93147180369123816490e-01 + (r + e * 1.90821492927058770002e-10);
 }
 
 /* Whether this CPU can run the module built with -mavx2 -mfma. */
