@@ -223,7 +223,8 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         grad_scale = _same_rows(n_rows, _divide(upstream, denominator)
                                 if reduction == "mean" else upstream)
     op = "xent_probs" if probabilities else "xent_index"
-    if resolve_backend(backend) != "numpy" and not np.isfinite(class_weight).all():
+    if (weight is not None and resolve_backend(backend) != "numpy"
+            and not np.isfinite(class_weight).all()):
         # The fused kernels write sum v (lse - z) as sum(v) log(s) - sum v (z - max),
         # where an infinite weight meets z = max as inf * 0; PyTorch's formula,
         # followed literally, gives its inf (or nan) instead.
