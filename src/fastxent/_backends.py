@@ -7,6 +7,7 @@ A backend module exposes, for each operation ``op`` of ``KERNEL_OPS``,
 
 import functools
 import importlib
+import os
 import warnings
 from collections import namedtuple
 
@@ -28,14 +29,15 @@ def load_cython_module():
     """The compiled kernels for this CPU: (module, description) or (None, reason).
 
     Two builds of the same source ship: a baseline one, and on x86-64 one
-    compiled for AVX2+FMA that is used only when the CPU has both.
+    compiled for AVX2+FMA that is used only when the CPU has both (and
+    FASTXENT_DISABLE_AVX2 is not 1: that runs the baseline build, to test it).
     """
     try:
         generic = importlib.import_module("fastxent._cython._xent_generic")
     except ImportError as exc:
         return None, f"the compiled extension could not be imported ({exc})"
     module, isa = generic, "baseline instruction set"
-    if generic.cpu_has_avx2_fma():
+    if generic.cpu_has_avx2_fma() and os.environ.get("FASTXENT_DISABLE_AVX2") != "1":
         try:
             module = importlib.import_module("fastxent._cython._xent_avx2")
             isa = "AVX2+FMA"
