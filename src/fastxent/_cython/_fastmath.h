@@ -16,7 +16,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 static inline float fx_expf(float x)
 {
@@ -32,13 +31,9 @@ static inline float fx_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t tb, mb, eb;
-    float scale;
-    memcpy(&tb, &t, 4);
-    memcpy(&mb, &magic, 4);
-    eb = (tb - mb + 127) << 23;                   /* 2^n */
-    memcpy(&scale, &eb, 4);
-    return x < -87.33654475f ? 0.0f : p * scale;  /* NaN fails the test and stays NaN */
+    union { float f; int32_t i; } tb = {t}, mb = {magic}, scale;
+    scale.i = (tb.i - mb.i + 127) << 23;          /* 2^n */
+    return x < -87.33654475f ? 0.0f : p * scale.f;  /* NaN fails the test and stays NaN */
 }
 
 static inline double fx_exp(double x)
@@ -62,13 +57,9 @@ static inline double fx_exp(double x)
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r * r + r + 1.0;
-    int64_t tb, mb, eb;
-    double scale;
-    memcpy(&tb, &t, 8);
-    memcpy(&mb, &magic, 8);
-    eb = (tb - mb + 1023) << 52;
-    memcpy(&scale, &eb, 8);
-    return x < -708.39641853226408 ? 0.0 : p * scale;
+    union { double f; int64_t i; } tb = {t}, mb = {magic}, scale;
+    scale.i = (tb.i - mb.i + 1023) << 52;
+    return x < -708.39641853226408 ? 0.0 : p * scale.f;
 }
 
 /* log(x) in double: x = 2^e f with f in [sqrt(1/2), sqrt(2)), and
@@ -82,16 +73,14 @@ static inline int fx_is_normal(double x)
 
 static inline double fx_log(double x)
 {
-    int64_t bits, fb, eb;
+    union { double f; int64_t i; } bits = {x}, fb, eb;
     double f, e, u, u2, p, r;
-    memcpy(&bits, &x, 8);
-    fb = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;  /* f in [1, 2) */
-    memcpy(&f, &fb, 8);
+    fb.i = (bits.i & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;  /* f in [1, 2) */
+    f = fb.f;
     /* The exponent as a double without an int64 conversion (none in AVX2):
      * 2^52 + biased exponent, read as a double, minus 2^52 + 1023. */
-    eb = (bits >> 52) | 0x4330000000000000LL;
-    memcpy(&e, &eb, 8);
-    e -= 4503599627371519.0;
+    eb.i = (bits.i >> 52) | 0x4330000000000000LL;
+    e = eb.f - 4503599627371519.0;
     if (f > 1.4142135623730951) {  /* a select once vectorised */
         f *= 0.5;
         e += 1.0;
