@@ -68,6 +68,16 @@ def test_class_counts_around_vector_widths(backend, dtype, targets, rng):
                    reductions=("none",))
 
 
+@pytest.mark.parametrize("targets", ["index", "probs"])
+def test_rows_longer_than_256_blocks(backend, targets, rng):
+    # Rows over 256 * 1024 classes are swept in longer blocks (the per-row
+    # block maxima live in a fixed array); the largest one must still be found.
+    x, t = make_problem(rng, (2, 262144 + 1500), np.float32, targets=targets)
+    x[0, -7] = 40.0
+    check_xent(x, t, backend=backend, num_threads=2, label_smoothing=0.05,
+               reductions=("sum",))
+
+
 @pytest.mark.parametrize("num_threads", [1, 2, 3])
 @pytest.mark.parametrize("n_classes", [1, 2, 10, 32, 33])
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)

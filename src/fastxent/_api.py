@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import _validation as v
-from ._backends import get_kernel, label_stats_function as _label_stats, resolve_backend
+from ._backends import KERNEL_LABEL_DTYPES, get_kernel, label_stats, resolve_backend
 from ._config import get_defaults
 from ._threads import effective_num_threads
 
@@ -111,10 +111,6 @@ def _output_rows(out, shape, axis, result_dtype, compute, logits_rows, others=()
     return rows, finish
 
 
-def _no_output(dtype):
-    return np.empty((0, 0), dtype)
-
-
 def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, return_grad=False, grad_output=None, out=None,
                   backend="auto", num_threads=None):
@@ -182,31 +178,10 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         raise ValueError(f"input must have at least one class; got shape {logits.shape}")
     batch_shape = _without(logits.shape, axis)
 
-    target = v.as_array(target, "target")
-    probabilities = target.dtype.kind == "f" or (target.dtype.kind == "V"
-                                                 and target.dtype.name == "bfloat16")
-    if probabilities:
-        if target.shape != logits.shape:
-            raise ValueError(
-                f"target of floating dtype holds class probabilities and must have "
-                f"input's shape {logits.shape}; got shape {target.shape} (for class "
-                f"indices pass integers, e.g. target.astype(np.int64))")
-    elif target.dtype.kind in "iu":
-        if target.shape != batch_shape:
-            raise ValueError(f"target of class indices must have shape {batch_shape} for "
-                             f"input of shape {logits.shape}; got shape {target.shape}")
-    else:
-        raise TypeError(f"target must hold integer class indices or floating class "
-                        f"probabilities; got dtype {target.dtype}")
-
     class_weight = (np.empty(0, compute) if weight is None
                     else v.check_weight(weight, n_classes, compute))
-    if probabilities:
-        target_rows = _rows(target, axis, compute)
-        denominator = target_rows.shape[0]
-    else:
-        target_rows, denominator = _class_indices(target, n_classes, ignore_index,
-                                                  class_weight)
+    probabilities, target_rows, denominator = _targets(
+        target, logits.shape, axis, ignore_index, class_weight, compute)
     grad_dtype = _result_dtype(logits, compute)
     if not return_grad and (grad_output is not None or out is not None):
         raise ValueError("grad_output and out are used only with return_grad=True")
@@ -214,14 +189,8 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         v.check_out(out, logits.shape, grad_dtype)
     rows = _rows(logits, axis, compute)
     n_rows = rows.shape[0]
-    if not return_grad:
-        grad_scale = _same_rows(n_rows, 0.0)
-    elif reduction == "none":
-        grad_scale = v.check_grad_output(grad_output, batch_shape).reshape(n_rows)
-    else:
-        upstream = v.check_scalar_grad_output(grad_output)
-        grad_scale = _same_rows(n_rows, _divide(upstream, denominator)
-                                if reduction == "mean" else upstream)
+    grad_scale = _grad_scale(return_grad, reduction, grad_output, batch_shape, n_rows,
+                             denominator)
     op = "xent_probs" if probabilities else "xent_index"
     if (weight is not None and resolve_backend(backend) != "numpy"
             and not np.isfinite(class_weight).all()):
@@ -253,6 +222,38 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     return (loss, finish()) if return_grad else loss
 
 
+def _targets(target, shape, axis, ignore_index, class_weight, compute):
+    """(whether ``target`` holds probabilities, its rows, the mean's denominator)."""
+    target = v.as_array(target, "target")
+    n_classes = shape[axis]
+    if target.dtype.kind == "f" or (target.dtype.kind == "V" and target.dtype.name == "bfloat16"):
+        if target.shape != shape:
+            raise ValueError(
+                f"target of floating dtype holds class probabilities and must have "
+                f"input's shape {shape}; got shape {target.shape} (for class "
+                f"indices pass integers, e.g. target.astype(np.int64))")
+        target_rows = _rows(target, axis, compute)
+        return True, target_rows, target_rows.shape[0]
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class indices or floating class "
+                        f"probabilities; got dtype {target.dtype}")
+    if target.shape != _without(shape, axis):
+        raise ValueError(f"target of class indices must have shape {_without(shape, axis)} "
+                         f"for input of shape {shape}; got shape {target.shape}")
+    return (False,) + _class_indices(target, n_classes, ignore_index, class_weight)
+
+
+def _grad_scale(return_grad, reduction, grad_output, batch_shape, n_rows, denominator):
+    """The factor of each row's gradient: upstream gradient / the mean's denominator."""
+    if not return_grad:
+        return _same_rows(n_rows, 0.0)
+    if reduction == "none":
+        return v.check_grad_output(grad_output, batch_shape).reshape(n_rows)
+    upstream = v.check_scalar_grad_output(grad_output)
+    return _same_rows(n_rows, _divide(upstream, denominator) if reduction == "mean"
+                      else upstream)
+
+
 def _class_indices(target, n_classes, ignore_index, class_weight):
     """Labels as int32/int64 rows, checked, and the mean's denominator.
 
@@ -260,12 +261,11 @@ def _class_indices(target, n_classes, ignore_index, class_weight):
     ``ignore_index``, and where it is in ``target``.
     """
     labels = target.reshape(-1)
-    if labels.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
-        v.check_class_indices(target, n_classes, ignore_index)  # before any conversion wraps
-        labels = labels.astype(np.int64)
-    bad, denominator = _label_stats()(labels, n_classes, ignore_index, class_weight)
+    bad, denominator = label_stats(labels, n_classes, ignore_index, class_weight)
     if bad >= 0:
         v.raise_bad_label(target, bad, n_classes, ignore_index)
+    if labels.dtype not in KERNEL_LABEL_DTYPES:
+        labels = labels.astype(np.int64)  # checked first: a conversion could wrap
     return labels, denominator
 
 

@@ -11,10 +11,13 @@ import os
 import warnings
 from collections import namedtuple
 
+import numpy as np
+
 from ._config import get_defaults
 from ._validation import check_backend_name
 
 KERNEL_OPS = ("xent_index", "xent_probs", "log_softmax", "softmax", "logsumexp")
+KERNEL_LABEL_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 BackendStatus = namedtuple("BackendStatus", ["available", "detail"])
 BackendStatus.__doc__ = "Whether a backend runs here, and what it runs on (or why not)."
@@ -110,10 +113,13 @@ def _warn_fallback(name, reason):
                   "using the next one", RuntimeWarning, stacklevel=4)
 
 
-def label_stats_function():
-    """The one-pass label check of the compiled module, or NumPy's without it."""
+def label_stats(labels, n_classes, ignore_index, class_weight):
+    """The one-pass label check of ``_reference.label_stats``, compiled where it
+    can be: for the kernels' label dtypes, when the extension is there."""
     module, _ = load_cython_module()
-    return (module or importlib.import_module("fastxent._reference")).label_stats
+    if module is None or labels.dtype not in KERNEL_LABEL_DTYPES:
+        module = importlib.import_module("fastxent._reference")
+    return module.label_stats(labels, n_classes, ignore_index, class_weight)
 
 
 def get_kernel(op, backend, num_threads):

@@ -93,17 +93,6 @@ def check_axis(axis, ndim, name):
     return axis % ndim
 
 
-def check_class_indices(target, n_classes, ignore_index):
-    """IndexError naming the first value outside [0, n_classes) that is not ignored."""
-    if target.size == 0:
-        return
-    if 0 <= int(target.min()) and int(target.max()) < n_classes:
-        return
-    bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
-    if bad.any():
-        raise_bad_label(target, int(np.flatnonzero(bad)[0]), n_classes, ignore_index)
-
-
 def raise_bad_label(target, flat_index, n_classes, ignore_index):
     where = np.unravel_index(flat_index, target.shape)
     raise IndexError(f"target value {target[where]} at index {tuple(map(int, where))} "
