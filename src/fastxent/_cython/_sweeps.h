@@ -168,14 +168,15 @@ static inline void fx_tile_online_##S(const T *z, ptrdiff_t row_stride,         
         }                                                                             \
     }                                                                                 \
 }                                                                                     \
-/* log(s) and exp(x) for each row of the tile (x <= 0), in double */                \
+/* log(s), 1 / s and exp(x) for each row of the tile (x <= 0), in double */         \
 static inline void fx_tile_log_exp_##S(const T *s, const double *x, double *log_s,    \
-                                       double *exp_x)                                 \
+                                       double *inv_s, double *exp_x)                  \
 {                                                                                     \
     enum { R = FX_TILE_ROWS };                                                        \
     FX_SIMD()                                                                         \
     for (ptrdiff_t i = 0; i < R; i++) {                                               \
         log_s[i] = fx_log((double)s[i]);                                              \
+        inv_s[i] = 1.0 / (double)s[i];                                                \
         exp_x[i] = fx_exp(x[i]);                                                      \
     }                                                                                 \
     for (ptrdiff_t i = 0; i < R; i++)                                                 \
