@@ -138,9 +138,13 @@ static inline void fx_tile_online_##S(const T *z, ptrdiff_t row_stride,         
 {                                                                                     \
     enum { R = FX_TILE_ROWS };                                                        \
     T shift[R];                                                                       \
-    for (ptrdiff_t i = 0; i < R; i++) {                                               \
+    for (ptrdiff_t i = 0; i < rows; i++)                                              \
         for (ptrdiff_t c = 0; c < n; c++)                                             \
-            zt[c * R + i] = i < rows ? z[i * row_stride + c] : (T)0;                  \
+            zt[c * R + i] = z[i * row_stride + c];                                    \
+    for (ptrdiff_t i = rows; i < R; i++)                                              \
+        for (ptrdiff_t c = 0; c < n; c++)                                             \
+            zt[c * R + i] = 0;                                                        \
+    for (ptrdiff_t i = 0; i < R; i++) {                                               \
         m[i] = -INFINITY;                                                             \
         s[i] = 0;                                                                     \
         dot[i] = 0;                                                                   \
