@@ -79,7 +79,7 @@ def test_rows_longer_than_256_blocks(backend, targets, rng):
 
 
 @pytest.mark.parametrize("num_threads", [1, 2, 3])
-@pytest.mark.parametrize("n_classes", [1, 2, 10, 32, 33])
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 7, 8, 9, 10, 16, 17, 32, 33])
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 def test_short_rows_many_tiles(backend, dtype, n_classes, num_threads, rng):
     # Short rows run in tiles of 16 rows vectorised across rows: several tiles
@@ -91,6 +91,23 @@ def test_short_rows_many_tiles(backend, dtype, n_classes, num_threads, rng):
     go = rng.random(2 * 53)[::2]
     check_xent(x, np.repeat(t, 2)[::2], backend=backend, num_threads=num_threads,
                reductions=("none",), grad_output={"none": go})
+
+
+@pytest.mark.parametrize("n_classes", [3, 10, 17])
+def test_tiles_write_only_their_rows(backend, n_classes, rng):
+    # Tiles are transposed back through a buffer whose blocks overhang the
+    # tile: the gradient must land in out= and nowhere around it.
+    x, t = make_problem(rng, (37, n_classes), np.float32)
+    pad = 11
+    flat = np.full(x.size + 2 * pad, 7.0, np.float32)
+    out = flat[pad:-pad].reshape(x.shape)
+    loss, grad = fastxent.cross_entropy(x, t, return_grad=True, out=out, backend=backend,
+                                        num_threads=2)
+    assert grad is out
+    np.testing.assert_array_equal(flat[:pad], 7.0)
+    np.testing.assert_array_equal(flat[-pad:], 7.0)
+    _, expected = fastxent.cross_entropy(x, t, return_grad=True, backend="numpy")
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
 
 
 # --------------------------------------------------------------------------
