@@ -51,3 +51,24 @@ def test_seed_002_multiclass_ce_identity(backend):
     bce = -np.mean(y2 * np.log(q) + (1 - y2) * np.log(1 - q))
     two = np.log(np.column_stack([1 - q, q]))
     assert fastxent.cross_entropy(two, y2, backend=backend) == pytest.approx(bce, rel=1e-13)
+
+
+def test_seed_000_bce_loss(backend):
+    # nn.BCELoss()(tensor([0.8]), tensor([1.0])).item() -> 0.2231
+    loss = fastxent.binary_cross_entropy(np.float32([0.8]), np.float32([1.0]), backend=backend)
+    assert loss.dtype == np.float32
+    assert f"{loss.item():.4f}" == "0.2231"
+
+
+def test_seed_002_functional_binary_cross_entropy(backend):
+    # F.binary_cross_entropy(tensor([0.7, 0.3]), tensor([1., 0.])).item()
+    # printed 0.3566749691963196, a float32 printed as a Python float.
+    printed = 0.3566749691963196
+    loss = fastxent.binary_cross_entropy(np.float32([0.7, 0.3]), np.float32([1.0, 0.0]),
+                                         backend=backend)
+    assert loss.dtype == np.float32
+    assert abs(loss.item() - printed) <= np.spacing(np.float32(printed))
+    # Its gradient, as autograd gives it: (x - y) / (x (1 - x)) / N.
+    _, grad = fastxent.binary_cross_entropy(np.float32([0.7, 0.3]), np.float32([1.0, 0.0]),
+                                            return_grad=True, backend=backend)
+    np.testing.assert_allclose(grad, [-0.3 / 0.21 / 2, 0.3 / 0.21 / 2], rtol=1e-6)

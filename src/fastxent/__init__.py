@@ -5,7 +5,8 @@
 ...                                     return_grad=True)
 """
 
-from ._api import cross_entropy, log_softmax, logsumexp, softmax
+from ._api import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+                   log_softmax, logsumexp, softmax)
 from ._backends import BackendStatus, BackendUnavailableError, available_backends
 from ._config import config
 
@@ -15,6 +16,8 @@ __all__ = [
     "BackendStatus",
     "BackendUnavailableError",
     "available_backends",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
     "config",
     "cross_entropy",
     "log_softmax",

@@ -24,8 +24,8 @@ def _kernel(op, backend, num_threads):
 
 
 def _result_dtype(array, compute):
-    """Gradients and transforms keep a float input's dtype (float16 too)."""
-    return array.dtype if array.dtype.kind == "f" else compute
+    """Gradients and transforms keep a float input's dtype (float16 and bfloat16 too)."""
+    return array.dtype if array.dtype.kind == "f" or array.dtype.name == "bfloat16" else compute
 
 
 def _row_view(array, axis):
@@ -100,15 +100,7 @@ def _output_rows(out, shape, axis, result_dtype, compute, logits_rows, others=()
         if direct:
             return rows, lambda: out
     rows = np.empty((n_rows, n_classes), compute)
-
-    def finish():
-        result = _from_rows(rows, shape, axis)
-        if out is not None:
-            np.copyto(out, result, casting="unsafe")
-            return out
-        return result if result_dtype == compute else result.astype(result_dtype)
-
-    return rows, finish
+    return rows, lambda: _finish(_from_rows(rows, shape, axis), out, result_dtype, compute)
 
 
 def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
@@ -267,6 +259,187 @@ def _class_indices(target, n_classes, ignore_index, class_weight):
     if labels.dtype not in KERNEL_LABEL_DTYPES:
         labels = labels.astype(np.int64)  # checked first: a conversion could wrap
     return labels, denominator
+
+
+# Elementwise kernels sum their losses in blocks of this many elements (the
+# same blocks for any thread count), and the blocks are summed here.
+BCE_BLOCK = 8192
+# Periodic weights shorter than this are repeated, so each sweep is long.
+MIN_PERIOD = 1024
+
+
+def binary_cross_entropy(input, target, weight=None, *, reduction="mean", return_grad=False,
+                         grad_output=None, out=None, backend="auto", num_threads=None):
+    """Binary cross-entropy between probabilities and targets.
+
+    Semantics of ``torch.nn.functional.binary_cross_entropy``: each log is
+    clamped at -100, and the gradient is ``w (x - y) / max(x (1 - x), 1e-12)``
+    as PyTorch computes it. Elementwise, computed in double precision.
+
+    Parameters
+    ----------
+    input : array_like, any shape
+        Probabilities in [0, 1] (NaN is allowed and gives a NaN loss).
+    target : array_like, ``input``'s shape
+        Target probabilities in [0, 1].
+    weight : array_like, optional
+        Rescales each element's loss; must broadcast to ``input``'s shape.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" divides the summed loss by the number of elements.
+    return_grad, grad_output, out, backend, num_threads
+        As in ``cross_entropy``; ``grad_output`` with ``reduction="none"``
+        broadcasts to ``input``'s shape.
+
+    Returns
+    -------
+    loss : NumPy scalar (mean, sum) or ndarray of ``input``'s shape (none)
+    grad : ndarray of ``input``'s shape, only with ``return_grad=True``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> round(float(fastxent.binary_cross_entropy(np.float32([0.8]), np.float32([1.0]))), 4)
+    0.2231
+    """
+    return _binary(False, input, target, weight, None, reduction, return_grad, grad_output,
+                   out, backend, num_threads)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, *, pos_weight=None,
+                                     reduction="mean", return_grad=False, grad_output=None,
+                                     out=None, backend="auto", num_threads=None):
+    """Binary cross-entropy between logits and targets, in a stable form.
+
+    Semantics of ``torch.nn.functional.binary_cross_entropy_with_logits``:
+    ``loss = w ((1 - y) x - lw log(sigmoid(x)))`` with
+    ``lw = 1 + (pos_weight - 1) y``, and the gradient
+    ``w (lw sigmoid(x) - pos_weight y)``. Computed in double precision, in a
+    form where no two terms cancel.
+
+    Parameters
+    ----------
+    input : array_like, any shape
+        Logits.
+    target : array_like, ``input``'s shape
+        Target probabilities (not range-checked, as in PyTorch).
+    weight : array_like, optional
+        Rescales each element's loss; must broadcast to ``input``'s shape.
+    pos_weight : array_like, optional
+        Weight of the positive term, broadcast over the last axis (shape (C,)
+        for input (..., C)); must broadcast to ``input``'s shape.
+    reduction, return_grad, grad_output, out, backend, num_threads
+        As in ``binary_cross_entropy``.
+
+    Returns
+    -------
+    As ``binary_cross_entropy``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> round(float(fastxent.binary_cross_entropy_with_logits([0.0], [1.0])), 4)
+    0.6931
+    """
+    return _binary(True, input, target, weight, pos_weight, reduction, return_grad,
+                   grad_output, out, backend, num_threads)
+
+
+def _binary(from_logits, input, target, weight, pos_weight, reduction, return_grad,
+            grad_output, out, backend, num_threads):
+    reduction = v.check_reduction(reduction)
+    x = v.as_array(input, "input")
+    compute = v.compute_dtype(x, "input")
+    t = v.as_array(target, "target")
+    v.compute_dtype(t, "target")
+    if t.shape != x.shape:
+        raise ValueError(f"target must have input's shape {x.shape}; got shape {t.shape}")
+    grad_dtype = _result_dtype(x, compute)
+    if not return_grad and (grad_output is not None or out is not None):
+        raise ValueError("grad_output and out are used only with return_grad=True")
+    if out is not None:
+        v.check_out(out, x.shape, grad_dtype)
+    w = _periodic(weight, x.shape, compute, "weight")
+    pw = _periodic(pos_weight, x.shape, compute, "pos_weight")
+    flat = np.ascontiguousarray(x, compute).reshape(-1)
+    flat_target = np.ascontiguousarray(t, compute).reshape(-1)
+    if not from_logits:
+        v.check_unit_interval(flat, x.shape, "input")
+        v.check_unit_interval(flat_target, x.shape, "target")
+    n = flat.size
+    go = np.empty(0)
+    if not return_grad:
+        scale = 0.0
+    elif reduction == "none":
+        scale = 1.0
+        if grad_output is not None:
+            go = np.ascontiguousarray(v.check_grad_output(grad_output, x.shape)).reshape(-1)
+    else:
+        upstream = v.check_scalar_grad_output(grad_output)
+        scale = _divide(upstream, n) if reduction == "mean" else upstream
+    kernel, num_threads = _kernel("bce", backend, num_threads)
+
+    # Everything is checked: from here on nothing raises.
+    if return_grad:
+        grad, finish = _output_flat(out, x.shape, grad_dtype, compute, flat,
+                                    others=(flat_target, w, pw, go))
+    else:
+        grad = np.empty(0, compute)
+    loss_out = np.empty(n if reduction == "none" else 0, compute)
+    block_sums = np.empty(-(-n // BCE_BLOCK), np.float64)
+    kernel(flat, flat_target, w, pw, from_logits, scale, go, BCE_BLOCK, block_sums, loss_out,
+           grad, num_threads)
+    if reduction == "none":
+        loss = loss_out.reshape(x.shape)
+    else:
+        total = float(np.sum(block_sums))
+        loss = compute.type(_divide(total, n) if reduction == "mean" else total)
+    return (loss, finish()) if return_grad else loss
+
+
+def _periodic(weight, shape, compute, name):
+    """``weight`` as a flat array whose entry j % len applies to element j of
+    ``input`` (C order): its trailing axes when those are all it has beyond
+    leading 1s, else the whole broadcast array; empty for None."""
+    if weight is None:
+        return np.empty(0, compute)
+    w = v.as_array(weight, name)
+    v.compute_dtype(w, name)
+    try:
+        fits = np.broadcast_shapes(w.shape, shape) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{name} of shape {w.shape} does not broadcast to input's shape "
+                         f"{tuple(shape)}")
+    core = w.reshape(w.shape[next((i for i, d in enumerate(w.shape) if d != 1), w.ndim):])
+    if core.shape != tuple(shape[len(shape) - core.ndim:]):
+        core = np.broadcast_to(w, shape)
+    periodic = np.ascontiguousarray(core, compute).reshape(-1)
+    if 0 < periodic.size < MIN_PERIOD:
+        periodic = np.tile(periodic, -(-MIN_PERIOD // periodic.size))
+    return periodic
+
+
+def _output_flat(out, shape, result_dtype, compute, flat_input, others=()):
+    """The flat array an elementwise kernel writes, and how to return it
+    (``_output_rows`` for C-contiguous outputs)."""
+    if out is not None and out.dtype == compute and out.flags.c_contiguous:
+        flat = out.reshape(-1)
+        direct = not any(np.may_share_memory(flat, other) for other in others)
+        if direct and np.may_share_memory(flat, flat_input):
+            direct = _same_view(flat, flat_input)
+        if direct:
+            return flat, lambda: out
+    flat = np.empty(math.prod(shape), compute)
+    return flat, lambda: _finish(flat.reshape(shape), out, result_dtype, compute)
+
+
+def _finish(result, out, result_dtype, compute):
+    """A result computed in a buffer: copied into ``out``, or returned in ``result_dtype``."""
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result if result_dtype == compute else result.astype(result_dtype)
 
 
 def _transform(op, input, axis, out, backend, num_threads):

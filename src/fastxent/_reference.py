@@ -13,6 +13,15 @@ arguments, already validated by the API layer:
 - ``grad_out``: (n_rows, n_classes) of the logits' dtype, receives the
   gradient; an empty (0, 0) array means "loss only". It may be ``logits``.
 
+The binary cross-entropy kernel ``bce`` is elementwise over flat arrays:
+``input`` and ``target`` (n,) of one float dtype; ``weight`` and
+``pos_weight`` (period,) or empty, element j taking entry j % period;
+``from_logits`` picks the loss; the gradient is ``grad_scale`` times
+``grad_output`` (n,) float64 (or 1 where empty) times dloss/dinput, written
+into ``grad_out`` (n,) or nothing when empty (it may be ``input``); each
+element's loss goes into ``loss_out`` (n,) unless empty, and the sum of
+block b, elements [b * block, (b + 1) * block), into ``block_sums[b]``.
+
 Kernels never allocate outputs, validate or reduce. Each row's loss is
 ``sum_c v[c] * (lse - z[c])`` with ``v = w * q``, ``q`` the (smoothed) target
 distribution; its gradient is ``grad_scale * (sum(v) * softmax(z) - v)``.
@@ -94,6 +103,37 @@ def _xent_probs(logits, probs, class_weight, label_smoothing, grad_scale,
         grad_out[:] = grad_scale[:, None] * (total * np.exp(logp) - v)
 
 
+# The floor of x (1 - x) in PyTorch's gradient: 1e-12, as a float32.
+BCE_EPS = float(np.float32(1e-12))
+
+
+def _bce(input, target, weight, pos_weight, from_logits, grad_scale, grad_output, block,
+         block_sums, loss_out, grad_out, num_threads):
+    """PyTorch's formulas, in float64: each log clamped at -100 for
+    probabilities; (1 - y) x - lw log(sigmoid(x)), lw = 1 + (pw - 1) y, for
+    logits."""
+    n = input.shape[0]
+    x = input.astype(np.float64)
+    y = target.astype(np.float64)
+    w = np.resize(weight, n) if weight.size else 1.0
+    if from_logits:
+        pw = np.resize(pos_weight, n) if pos_weight.size else 1.0
+        lw = 1.0 + (pw - 1.0) * y
+        log_sigmoid = np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+        loss = w * ((1.0 - y) * x - lw * log_sigmoid)
+        grad = w * (lw / (1.0 + np.exp(-x)) - pw * y)
+    else:
+        loss = -w * (y * np.maximum(np.log(x), -100.0)
+                     + (1.0 - y) * np.maximum(np.log1p(-x), -100.0))
+        grad = w * (x - y) / np.maximum(x * (1.0 - x), BCE_EPS)
+    if loss_out.size:
+        loss_out[:] = loss
+    if n:
+        block_sums[:] = np.add.reduceat(loss, np.arange(0, n, block))
+    if grad_out.size:
+        grad_out[:] = grad_scale * (grad_output if grad_output.size else 1.0) * grad
+
+
 def _log_softmax(logits, out, num_threads):
     out[:] = _log_softmax_rows(logits)
 
@@ -112,6 +152,7 @@ def _logsumexp(logits, lse_out, num_threads):
 
 xent_index_serial, xent_index_parallel = _serial_and_parallel(_xent_index)
 xent_probs_serial, xent_probs_parallel = _serial_and_parallel(_xent_probs)
+bce_serial, bce_parallel = _serial_and_parallel(_bce)
 log_softmax_serial, log_softmax_parallel = _serial_and_parallel(_log_softmax)
 softmax_serial, softmax_parallel = _serial_and_parallel(_softmax)
 logsumexp_serial, logsumexp_parallel = _serial_and_parallel(_logsumexp)

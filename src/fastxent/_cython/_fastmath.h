@@ -103,6 +103,26 @@ static inline double fx_log(double x)
     return e * 6.93147180369123816490e-01 + (r + e * 1.90821492927058770002e-10);
 }
 
+/* log(x) for every x, still branch-free: subnormals are scaled into the
+ * normal range first; 0 gives -inf, +inf gives +inf, negatives and NaN NaN. */
+static inline double fx_log_any(double x)
+{
+    int tiny = x < 2.2250738585072014e-308;
+    double r = fx_log(tiny ? x * 18014398509481984.0 : x);  /* 2^54 */
+    r = tiny ? r - 37.429947750237046 : r;                   /* 54 ln2 */
+    r = x > 0 ? r : (x == 0 ? -INFINITY : NAN);
+    return x == INFINITY ? INFINITY : r;
+}
+
+/* log(1 + x) for x >= -1: log(u) x / (u - 1) with u = 1 + x corrects the
+ * rounding of u (Goldberg 1991), so small x keep their relative accuracy. */
+static inline double fx_log1p(double x)
+{
+    double u = 1.0 + x;
+    double r = u == 1.0 ? x : fx_log_any(u) * (x / (u - 1.0));
+    return u == INFINITY ? INFINITY : r;
+}
+
 /* Whether this CPU can run the module built with -mavx2 -mfma. */
 static inline int fx_cpu_has_avx2_fma(void)
 {
