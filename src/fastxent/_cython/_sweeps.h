@@ -283,35 +283,27 @@ static inline int fx_transpose_out_f32(const float *zt, ptrdiff_t n, float *g,
         g[j] = rm[j];
     return 1;
 }
-#else
-static inline int fx_transpose_in_f32(const float *z, ptrdiff_t row_stride, ptrdiff_t n,
-                                      float *zt)
-{
-    (void)z; (void)row_stride; (void)n; (void)zt;
-    return 0;
-}
-
-static inline int fx_transpose_out_f32(const float *zt, ptrdiff_t n, float *g,
-                                       ptrdiff_t row_stride)
-{
-    (void)zt; (void)n; (void)g; (void)row_stride;
-    return 0;
-}
 #endif
 
-static inline int fx_transpose_in_f64(const double *z, ptrdiff_t row_stride, ptrdiff_t n,
-                                      double *zt)
-{
-    (void)z; (void)row_stride; (void)n; (void)zt;
-    return 0;
+/* The transposes where there are none: the scalar loops do the work. */
+#define FX_NO_TRANSPOSE(T, S)                                                         \
+static inline int fx_transpose_in_##S(const T *z, ptrdiff_t row_stride, ptrdiff_t n,  \
+                                      T *zt)                                          \
+{                                                                                     \
+    (void)z; (void)row_stride; (void)n; (void)zt;                                     \
+    return 0;                                                                         \
+}                                                                                     \
+static inline int fx_transpose_out_##S(const T *zt, ptrdiff_t n, T *g,                \
+                                       ptrdiff_t row_stride)                          \
+{                                                                                     \
+    (void)zt; (void)n; (void)g; (void)row_stride;                                     \
+    return 0;                                                                         \
 }
 
-static inline int fx_transpose_out_f64(const double *zt, ptrdiff_t n, double *g,
-                                       ptrdiff_t row_stride)
-{
-    (void)zt; (void)n; (void)g; (void)row_stride;
-    return 0;
-}
+#if !(defined(__AVX2__) && FX_TILE_ROWS == 16)
+FX_NO_TRANSPOSE(float, f32)
+#endif
+FX_NO_TRANSPOSE(double, f64)
 
 #define FX_TILES(T, S, EXP)                                                           \
 /* zt = the tile transposed; m, s, dot per row as in the row sweeps, with          \
