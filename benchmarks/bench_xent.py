@@ -10,16 +10,14 @@ FASTXENT_BENCH_THREADS sets the thread count (default 2, the figures in the
 README).
 """
 
-import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 import fastxent
+from conftest import THREADS, parallel_copy
 
-THREADS = int(os.environ.get("FASTXENT_BENCH_THREADS", "2"))
 SHAPES = [(65536, 10), (16384, 1000), (4096, 32000), (512, 128256)]
 DTYPES = [np.float32]
 
@@ -50,14 +48,6 @@ def warm_up():
     torch.nn.functional.cross_entropy(z, torch.from_numpy(labels)).backward()
 
 
-@pytest.fixture(autouse=True)
-def settle():
-    # OpenMP workers (PyTorch's, ours) spin for a while after a call and would
-    # steal the cores from whichever competitor runs next.
-    time.sleep(0.05)
-    yield
-
-
 def _group(benchmark, op, logits):
     n_rows, n_classes = logits.shape
     benchmark.group = f"{op}|{n_rows}x{n_classes}|{logits.dtype}|{THREADS} threads"
@@ -76,12 +66,6 @@ def numpy_loss_grad(logits, labels):
     grad[rows, labels] -= 1.0
     grad /= n_rows
     return loss, grad
-
-
-def parallel_copy(dst, src, pool):
-    """memcpy on THREADS threads (NumPy releases the GIL while copying)."""
-    parts = list(zip(np.array_split(dst, THREADS), np.array_split(src, THREADS)))
-    list(pool.map(lambda pair: np.copyto(*pair), parts))
 
 
 def test_fastxent_out(benchmark, problem):

@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from . import _validation as v
-from ._backends import KERNEL_LABEL_DTYPES, get_kernel, label_stats, resolve_backend
+from ._backends import (KERNEL_LABEL_DTYPES, first_outside_unit, get_kernel, label_stats,
+                        resolve_backend)
 from ._config import get_defaults
 from ._threads import effective_num_threads
 
@@ -362,9 +363,6 @@ def _binary(from_logits, input, target, weight, pos_weight, reduction, return_gr
     pw = _periodic(pos_weight, x.shape, compute, "pos_weight")
     flat = np.ascontiguousarray(x, compute).reshape(-1)
     flat_target = np.ascontiguousarray(t, compute).reshape(-1)
-    if not from_logits:
-        v.check_unit_interval(flat, x.shape, "input")
-        v.check_unit_interval(flat_target, x.shape, "target")
     n = flat.size
     go = np.empty(0)
     if not return_grad:
@@ -377,6 +375,9 @@ def _binary(from_logits, input, target, weight, pos_weight, reduction, return_gr
         upstream = v.check_scalar_grad_output(grad_output)
         scale = _divide(upstream, n) if reduction == "mean" else upstream
     kernel, num_threads = _kernel("bce", backend, num_threads)
+    if not from_logits:
+        for values, name in ((flat, "input"), (flat_target, "target")):
+            v.check_unit_interval(values, first_outside_unit(values, num_threads), x.shape, name)
 
     # Everything is checked: from here on nothing raises.
     if return_grad:

@@ -122,6 +122,15 @@ def label_stats(labels, n_classes, ignore_index, class_weight):
     return module.label_stats(labels, n_classes, ignore_index, class_weight)
 
 
+def first_outside_unit(values, num_threads):
+    """The probabilities check of ``_reference.first_outside_unit``, compiled
+    and threaded where it can be: for float32 and float64, with the extension."""
+    module, _ = load_cython_module()
+    if module is None or values.dtype not in (np.float32, np.float64):
+        module = importlib.import_module("fastxent._reference")
+    return module.first_outside_unit(values, num_threads)
+
+
 def get_kernel(op, backend, num_threads):
     """The ``op`` kernel of a resolved backend: serial for one thread."""
     module, reason = _LOADERS[backend]()

@@ -52,6 +52,12 @@ def label_stats(labels, n_classes, ignore_index, class_weight):
     return -1, float(np.sum(class_weight[labels[kept]], dtype=np.float64))
 
 
+def first_outside_unit(values, num_threads):
+    """Position of the first value outside [0, 1] (NaN counts as inside), or -1."""
+    bad = np.flatnonzero((values < 0) | (values > 1))
+    return int(bad[0]) if bad.size else -1
+
+
 def _serial_and_parallel(kernel):
     """The NumPy backend has one implementation; num_threads is ignored.
 
@@ -109,7 +115,7 @@ BCE_EPS = float(np.float32(1e-12))
 
 def _bce(input, target, weight, pos_weight, from_logits, grad_scale, grad_output, block,
          block_sums, loss_out, grad_out, num_threads):
-    """PyTorch's formulas, in float64: each log clamped at -100 for
+    """PyTorch's losses, in float64: each log clamped at -100 for
     probabilities; (1 - y) x - lw log(sigmoid(x)), lw = 1 + (pw - 1) y, for
     logits."""
     n = input.shape[0]
@@ -119,8 +125,11 @@ def _bce(input, target, weight, pos_weight, from_logits, grad_scale, grad_output
     if from_logits:
         pw = np.resize(pos_weight, n) if pos_weight.size else 1.0
         lw = 1.0 + (pw - 1.0) * y
-        log_sigmoid = np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
-        loss = w * ((1.0 - y) * x - lw * log_sigmoid)
+        # (1 - y) x - lw log_sigmoid(x) rearranged so that no two terms
+        # cancel (they do for x << 0); -inf gives NaN, as in PyTorch
+        loss = (lw * np.log1p(np.exp(-np.abs(x))) + (1.0 - y) * np.maximum(x, 0.0)
+                - (lw - 1.0 + y) * np.minimum(x, 0.0))
+        loss = w * np.where(x > -np.inf, loss, np.nan)
         grad = w * (lw / (1.0 + np.exp(-x)) - pw * y)
     else:
         loss = -w * (y * np.maximum(np.log(x), -100.0)

@@ -144,12 +144,10 @@ def check_scalar_grad_output(grad_output):
     return float(arr.reshape(()))
 
 
-def check_unit_interval(flat, shape, name):
-    """Probabilities for binary_cross_entropy: every value in [0, 1] (NaN passes)."""
-    if flat.size == 0 or (np.fmin.reduce(flat) >= 0 and np.fmax.reduce(flat) <= 1):
-        return
-    outside = np.flatnonzero((flat < 0) | (flat > 1))
-    if outside.size:
-        where = tuple(int(i) for i in np.unravel_index(outside[0], shape))
+def check_unit_interval(flat, first_bad, shape, name):
+    """Probabilities for binary_cross_entropy: ``first_bad``, the position in
+    ``flat`` of the first value outside [0, 1] (NaN passes), must be -1."""
+    if first_bad >= 0:
+        where = tuple(int(i) for i in np.unravel_index(first_bad, shape))
         raise ValueError(f"{name} of binary_cross_entropy must hold values in [0, 1]; "
-                         f"got {flat[outside[0]]} at index {where}")
+                         f"got {flat[first_bad]} at index {where}")

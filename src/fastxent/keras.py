@@ -176,7 +176,10 @@ def _clipped_log_probs(probs):
     The clip comes after the division and nothing renormalises after it, so
     once it binds the row no longer sums to 1 and the result is no
     log-softmax of anything: this is the one step the softmax kernels cannot
-    take, so it is done here.
+    take, so it is done here. (The kernels' loss on logits log q is Keras's
+    loss plus sum(t) log sum(q); subtracting that term gives Keras's value
+    only to an ulp or so of 1, which is ~1e-8 of a confident prediction's
+    loss of 1e-7 in float64, where -sum t log q gives Keras's own bits.)
     """
     low, high = _clip_bounds(probs.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):

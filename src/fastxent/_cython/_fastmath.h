@@ -123,6 +123,63 @@ static inline double fx_log1p(double x)
     return u == INFINITY ? INFINITY : r;
 }
 
+/* The same three in float, for float kernels: u summed to u^9 (truncation
+ * < 1e-13 relative), within 2 float ulp. */
+static inline float fx_logf(float x)
+{
+    union { float f; int32_t i; } bits = {x}, fb, eb;
+    float f, e, u, u2, p, r;
+    fb.i = (bits.i & 0x007fffff) | 0x3f800000;    /* f in [1, 2) */
+    f = fb.f;
+    eb.i = (bits.i >> 23) | 0x4b000000;           /* 2^23 + biased exponent */
+    e = eb.f - 8388735.0f;                        /* 2^23 + 127 */
+    if (f > 1.41421356f) {
+        f *= 0.5f;
+        e += 1.0f;
+    }
+    u = (f - 1.0f) / (f + 1.0f);
+    u2 = u * u;
+    p = 1.0f / 9;
+    p = p * u2 + 1.0f / 7;
+    p = p * u2 + 1.0f / 5;
+    p = p * u2 + 1.0f / 3;
+    r = 2.0f * u + 2.0f * u * u2 * p;
+    /* e ln2 in two parts, the first (9 bits) exact for every float exponent */
+    return e * 0.693359375f + (r + e * -2.12194440e-4f);
+}
+
+static inline float fx_logf_any(float x)
+{
+    int tiny = x < 1.17549435e-38f;
+    float r = fx_logf(tiny ? x * 16777216.0f : x);           /* 2^24 */
+    r = tiny ? r - 16.6355323f : r;                          /* 24 ln2 */
+    r = x > 0 ? r : (x == 0 ? -INFINITY : NAN);
+    return x == INFINITY ? INFINITY : r;
+}
+
+static inline float fx_log1pf(float x)
+{
+    float u = 1.0f + x;
+    float r = u == 1.0f ? x : fx_logf_any(u) * (x / (u - 1.0f));
+    return u == INFINITY ? INFINITY : r;
+}
+
+/* log(1 + x) for x in [0, 1] only (softplus of a non-positive argument):
+ * 2 atanh(u) with u = x / (2 + x) in [0, 1/3], summed to u^15 (truncation
+ * < 2e-9 relative): one division and no exponent split. */
+static inline float fx_log1pf_unit(float x)
+{
+    float u = x / (2.0f + x), u2 = u * u;
+    float p = 1.0f / 15;
+    p = p * u2 + 1.0f / 13;
+    p = p * u2 + 1.0f / 11;
+    p = p * u2 + 1.0f / 9;
+    p = p * u2 + 1.0f / 7;
+    p = p * u2 + 1.0f / 5;
+    p = p * u2 + 1.0f / 3;
+    return 2.0f * u + 2.0f * u * u2 * p;
+}
+
 /* Whether this CPU can run the module built with -mavx2 -mfma. */
 static inline int fx_cpu_has_avx2_fma(void)
 {

@@ -124,57 +124,65 @@ static inline void fx_write_shifted_##S(const T *z, ptrdiff_t n, T m, T log_s, T
         out[j] = (z[j] - m) - log_s;                                                  \
 }
 
-/* Binary cross-entropy, element by element, in double whatever T is: for
- * j in [0, n), with w and pos_weight 1 where NULL and go the upstream
- * gradient (1 where NULL), the loss of element j goes into loss[j] unless
- * loss is NULL, scale * go[j] * dloss/dx into g[j] unless g is NULL (g may
- * be x), and the sum of the losses is returned.
+/* Binary cross-entropy, element by element, computed in C (float for float
+ * data, double for double): for j in [0, n), with w and pos_weight 1 where
+ * NULL and go the upstream gradient (1 where NULL), the loss of element j
+ * goes into loss[j] unless loss is NULL, scale * go[j] * dloss/dx into g[j]
+ * unless g is NULL (g may be x), and the sum of the losses, accumulated in
+ * double, is returned.
  *
  * The loops run over chunks in which every pointer is real (absent arrays
  * stand in as chunks of ones, absent outputs as scratch): a loop without
  * branches is one the compiler vectorises. */
 #define FX_CHUNK 256
-#define FX_BCE_LOOP(T, ...)                                                           \
-    T ones[FX_CHUNK], sink_loss[FX_CHUNK], sink_g[FX_CHUNK];                          \
-    double go_ones[FX_CHUNK], total = 0;                                              \
-    for (ptrdiff_t j = 0; j < FX_CHUNK; j++) {                                        \
+#define FX_BCE_LOOP(T, C, ...)                                                        \
+    T ones[FX_CHUNK], go_c[FX_CHUNK], sink_loss[FX_CHUNK], sink_g[FX_CHUNK];          \
+    double total = 0;                                                                 \
+    const C sc = (C)scale;                                                            \
+    for (ptrdiff_t j = 0; j < FX_CHUNK; j++)                                          \
         ones[j] = 1;                                                                  \
-        go_ones[j] = 1;                                                               \
-    }                                                                                 \
     for (ptrdiff_t c = 0; c < n; c += FX_CHUNK) {                                     \
         ptrdiff_t m = n - c < FX_CHUNK ? n - c : FX_CHUNK;                            \
         const T *xc = x + c, *yc = y + c;                                             \
         const T *wc = w ? w + c : ones, *pwc = pw ? pw + c : ones;                    \
-        const double *goc = go ? go + c : go_ones;                                    \
+        const T *goc = ones;                                                          \
+        if (go) {  /* in T once, so the main loop converts nothing */                 \
+            for (ptrdiff_t j = 0; j < m; j++)                                         \
+                go_c[j] = (T)go[c + j];                                               \
+            goc = go_c;                                                               \
+        }                                                                             \
         T *lc = loss ? loss + c : sink_loss, *gc = g ? g + c : sink_g;                \
         double sub = 0;                                                               \
         FX_SIMD(reduction(+ : sub))                                                   \
         for (ptrdiff_t j = 0; j < m; j++) {                                           \
-            double z = xc[j], t = yc[j], wj = wc[j], pos = pwc[j], l, d;              \
+            C z = xc[j], t = yc[j], wj = wc[j], pos = pwc[j], l, d;                   \
             __VA_ARGS__                                                               \
-            gc[j] = (T)(scale * goc[j] * wj * d);                                     \
-            lc[j] = (T)(wj * l);                                                      \
-            sub += wj * l;                                                            \
+            gc[j] = sc * goc[j] * wj * d;                                                \
+            lc[j] = wj * l;                                                           \
+            sub += (double)(wj * l);                                                  \
         }                                                                             \
         total += sub;                                                                 \
     }                                                                                 \
     return total;
 
-#define FX_BCE(T, S)                                                                  \
+/* C, then its exp (for arguments <= 0), log (of any argument), log1p (of any
+   argument) and log1p of arguments in [0, 1] */
+#define FX_BCE(T, S, C, EXP, LOG, LOG1P, LOG1P_UNIT)                                              \
 /* x probabilities, PyTorch's formula: each log clamped at -100, and the           \
    gradient w (x - y) / max(x (1 - x), eps) with PyTorch's eps: 1e-12 in float */     \
 static inline double fx_bce_##S(const T *x, const T *y, const T *w, ptrdiff_t n,      \
                                 double scale, const double *go, T *loss, T *g)        \
 {                                                                                     \
     const T *pw = NULL;                                                               \
-    FX_BCE_LOOP(T,                                                                    \
+    const C eps = (C)9.999999960041972e-13, floor = -100;                             \
+    FX_BCE_LOOP(T, C,                                                                 \
         (void)pos;                                                                    \
-        double log_p = fx_log_any(z), log_q = fx_log1p(-z);                           \
-        log_p = log_p < -100.0 ? -100.0 : log_p;  /* NaN stays NaN */                 \
-        log_q = log_q < -100.0 ? -100.0 : log_q;                                      \
-        l = -(t * log_p + (1.0 - t) * log_q);                                         \
-        double den = z * (1.0 - z);                                                   \
-        d = (z - t) / (den < 9.999999960041972e-13 ? 9.999999960041972e-13 : den);)   \
+        C log_p = LOG(z), log_q = LOG1P(-z);                                          \
+        log_p = log_p < floor ? floor : log_p;  /* NaN stays NaN */                   \
+        log_q = log_q < floor ? floor : log_q;                                        \
+        l = -(t * log_p + (1 - t) * log_q);                                           \
+        C den = z * (1 - z);                                                          \
+        d = (z - t) / (den < eps ? eps : den);)                                       \
 }                                                                                     \
 /* x logits: (1 - y) x - lw log(sigmoid(x)) with lw = 1 + (pw - 1) y, written        \
    as lw L + (1 - y) x for x >= 0 and lw L - (lw - 1 + y) x for x < 0, where          \
@@ -183,16 +191,17 @@ static inline double fx_bce_logits_##S(const T *x, const T *y, const T *w,      
                                        const T *pw, ptrdiff_t n, double scale,        \
                                        const double *go, T *loss, T *g)               \
 {                                                                                     \
-    FX_BCE_LOOP(T,                                                                    \
-        double lw = 1.0 + (pos - 1.0) * t;                                            \
-        double e = fx_exp(-fabs(z));                                                  \
-        l = lw * fx_log1p(e) + (z >= 0 ? (1.0 - t) * z : -(lw - 1.0 + t) * z);       \
+    FX_BCE_LOOP(T, C,                                                                 \
+        C lw = 1 + (pos - 1) * t;                                                     \
+        C e = EXP(z < 0 ? z : -z);                                                    \
+        C z_pos = z > 0 ? z : 0, z_neg = z < 0 ? z : 0;  /* max and min, no branch */ \
+        l = lw * LOG1P_UNIT(e) + (1 - t) * z_pos - (lw - 1 + t) * z_neg;              \
         l = z > -INFINITY ? l : NAN;  /* NaN, and -inf as PyTorch: inf - inf */      \
-        d = lw * ((z >= 0 ? 1.0 : e) / (1.0 + e)) - pos * t;)                         \
+        d = lw * ((z >= 0 ? 1 : e) / (1 + e)) - pos * t;)                             \
 }
 
-FX_BCE(float, f32)
-FX_BCE(double, f64)
+FX_BCE(float, f32, float, fx_expf, fx_logf_any, fx_log1pf, fx_log1pf_unit)
+FX_BCE(double, f64, double, fx_exp, fx_log_any, fx_log1p, fx_log1p)
 
 /* Short rows (n_classes <= FX_TILE_MAX_C), vectorised across rows instead:
  * a tile of up to FX_TILE_ROWS rows is transposed into zt (n_classes x
