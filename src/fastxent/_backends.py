@@ -53,17 +53,28 @@ def load_cython_module():
     return module, f"{threads}, {isa} kernels"
 
 
+@functools.lru_cache(maxsize=None)
+def _load_numba():
+    try:
+        module = importlib.import_module("fastxent._numba._cpu")
+    except ImportError as exc:
+        return None, f"Numba could not be imported ({exc}); pip install numba"
+    import numba
+    return module, f"Numba {numba.__version__}, compiled on first use (cached on disk)"
+
+
 def _load_numpy():
     return importlib.import_module("fastxent._reference"), "plain NumPy reference"
 
 
 _LOADERS = {
     "cython": load_cython_module,
+    "numba": _load_numba,
     "numpy": _load_numpy,
 }
 
 # "auto" takes the first available of these for CPU arrays.
-_AUTO_ORDER = ("cython", "numpy")
+_AUTO_ORDER = ("cython", "numba", "numpy")
 
 
 def available_backends():
