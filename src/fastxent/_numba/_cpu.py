@@ -8,6 +8,7 @@ checks), pass each 2-D array as a flat view plus its row stride, and set
 Numba's thread count for the call (thread-local; restored afterwards).
 """
 
+import functools
 import threading
 
 import numba
@@ -92,6 +93,7 @@ _COMPILED = {(op, parallel): njit(parallel=parallel, **KERNEL)(loop)
 _WORKQUEUE_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=None)
 def _thread_safe_layer():
     """Whether Numba's threading layer (started on first use) is OpenMP or TBB."""
     from numba.np.ufunc import parallel
