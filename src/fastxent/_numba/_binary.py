@@ -22,10 +22,12 @@ def _bce_probs_run(x, o, y, w, wo, n, sc, go, loss, lo, g, gout):
     one = x.dtype.type(1)
     eps = x.dtype.type(9.999999960041972e-13)
     floor = x.dtype.type(-100)
+    x, y, w, go = x[o:o + n], y[o:o + n], w[wo:wo + n], go[:n]  # 0-based: see _row.py
+    g_run, loss_run = g[gout:gout + n], loss[lo:lo + n]
     for j in range(n):
-        z = x[o + j]
-        t = y[o + j]
-        wj = w[wo + j]
+        z = x[j]
+        t = y[j]
+        wj = w[j]
         log_p = fx_log(z)
         log_q = fx_log1p(-z)
         log_p = floor if log_p < floor else log_p  # NaN stays NaN
@@ -33,8 +35,8 @@ def _bce_probs_run(x, o, y, w, wo, n, sc, go, loss, lo, g, gout):
         l = -(t * log_p + (one - t) * log_q)
         den = z * (one - z)
         d = (z - t) / (eps if den < eps else den)
-        g[gout + j] = sc * go[j] * wj * d
-        loss[lo + j] = wj * l
+        g_run[j] = sc * go[j] * wj * d
+        loss_run[j] = wj * l
     # summed apart: see _sum_exp_store
     return _sum_double(loss, lo, n)
 
@@ -46,11 +48,13 @@ def _bce_logits_run(x, o, y, w, wo, pw, po, n, sc, go, loss, lo, g, gout):
     no term cancels another; gradient lw sigmoid(x) - pw y."""
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
+    x, y, w, pw, go = x[o:o + n], y[o:o + n], w[wo:wo + n], pw[po:po + n], go[:n]  # see _row.py
+    g_run, loss_run = g[gout:gout + n], loss[lo:lo + n]
     for j in range(n):
-        z = x[o + j]
-        t = y[o + j]
-        wj = w[wo + j]
-        pos = pw[po + j]
+        z = x[j]
+        t = y[j]
+        wj = w[j]
+        pos = pw[j]
         lw = one + (pos - one) * t
         e = fx_exp(z if z < zero else -z)
         z_pos = z if z > zero else zero
@@ -58,8 +62,8 @@ def _bce_logits_run(x, o, y, w, wo, pw, po, n, sc, go, loss, lo, g, gout):
         l = lw * fx_log1p_unit(e) + (one - t) * z_pos - (lw - one + t) * z_neg
         l = l if z > -INF else x.dtype.type(np.nan)  # NaN, and -inf as PyTorch: inf - inf
         d = lw * ((one if z >= zero else e) / (one + e)) - pos * t
-        g[gout + j] = sc * go[j] * wj * d
-        loss[lo + j] = wj * l
+        g_run[j] = sc * go[j] * wj * d
+        loss_run[j] = wj * l
     # summed apart: see _sum_exp_store
     return _sum_double(loss, lo, n)
 

@@ -10,6 +10,7 @@ Numba's thread count for the call (thread-local; restored afterwards).
 
 import functools
 import threading
+import types
 
 import numba
 import numpy as np
@@ -18,9 +19,10 @@ from numba import njit, prange
 from ._row import (MAX_BLOCKS, _block_size, _log_softmax_row, _logsumexp_row, _softmax_row,
                    _xent_index_row, _xent_probs_row)
 from ._binary import _bce_block
+from ._tile import TILE_MAX_C, TILE_ROWS, _xent_index_tile, tile_scratch
 
 KERNEL = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-CHUNK = 64  # rows per task: one scratch allocation each
+CHUNK = 64  # rows per task: one scratch allocation each; a multiple of TILE_ROWS
 
 
 # ---------------------------------------------------------------- loop bodies
@@ -30,7 +32,15 @@ def _xent_index_loop(z, z0, rs, n_rows, n, labels, w, has_w, w_sum, eps, ignore_
     block = _block_size(n)
     for chunk in prange((n_rows + CHUNK - 1) // CHUNK):
         block_max = np.empty(MAX_BLOCKS, z.dtype)
-        for i in range(chunk * CHUNK, min(n_rows, (chunk + 1) * CHUNK)):
+        first, end = chunk * CHUNK, min(n_rows, (chunk + 1) * CHUNK)
+        if n <= TILE_MAX_C:
+            zt, state, state_d = tile_scratch(z.dtype)
+            for i in range(first, end, TILE_ROWS):
+                _xent_index_tile(z, z0 + i * rs, rs, min(TILE_ROWS, end - i), n, labels[i:], w,
+                                 has_w, w_sum, eps, ignore_index, grad_scale[i:], loss_out[i:],
+                                 g, g0 + i * grs, grs, with_grad, zt, state, state_d)
+            continue
+        for i in range(first, end):
             y = labels[i]
             if y == ignore_index:
                 loss_out[i] = 0.0
@@ -82,7 +92,20 @@ def _bce_loop(x, y, w, pw, from_logits, scale, go, n, block, block_sums, loss, g
 _LOOPS = {"xent_index": _xent_index_loop, "xent_probs": _xent_probs_loop,
           "log_softmax": _log_softmax_loop, "softmax": _softmax_loop,
           "logsumexp": _logsumexp_loop, "bce": _bce_loop}
-_COMPILED = {(op, parallel): njit(parallel=parallel, **KERNEL)(loop)
+
+
+def _renamed(func, suffix):
+    """A copy of ``func`` under another name. Numba's cache keys a compiled
+    function by its name, signature and bytecode, not by its options: the
+    serial and the parallel build of one function would load each other."""
+    copy = types.FunctionType(func.__code__, func.__globals__, func.__name__ + suffix,
+                              func.__defaults__, func.__closure__)
+    copy.__qualname__ = func.__qualname__ + suffix
+    return copy
+
+
+_COMPILED = {(op, parallel): njit(parallel=parallel, **KERNEL)(
+                 _renamed(loop, "_parallel") if parallel else loop)
              for op, loop in _LOOPS.items() for parallel in (False, True)}
 
 

@@ -9,6 +9,7 @@ the rounding trick below must not be reassociated away.
 """
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
@@ -29,6 +30,54 @@ def _bits(typingctx, x):
         return builder.bitcast(args[0], context.get_value_type(result))
 
     return result(x), codegen
+
+
+@intrinsic
+def fx_max(typingctx, a, b):
+    """max(a, b), the other one where one is NaN (LLVM's maxnum, which LLVM
+    vectorises as a reduction without fast-math flags, where it leaves
+    ``a if a > b else b`` scalar)."""
+    if a != b or a not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        maxnum = builder.module.declare_intrinsic("llvm.maxnum", [t], ir.FunctionType(t, [t, t]))
+        return builder.call(maxnum, args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def fx_fma(typingctx, a, b, c):
+    """a b + c, fused where the CPU has FMA (LLVM's fmuladd): the same choice
+    in the vectorised loop and in its scalar remainder, unlike contraction."""
+    if not (a == b == c) or a not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        fmuladd = builder.module.declare_intrinsic("llvm.fmuladd", [t],
+                                                   ir.FunctionType(t, [t, t, t]))
+        return builder.call(fmuladd, args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def fx_opaque(typingctx, n):
+    """n, hidden from LLVM (an empty inline asm). A loop of a known small
+    trip count is unrolled into scalar code before it can be vectorised, and
+    arrays that may overlap keep the unrolled code scalar; with a trip count
+    it cannot see, LLVM vectorises the loop behind a run-time overlap test."""
+    if n != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        return builder.asm(ir.FunctionType(i64, [i64]), "", "=r,0", args, side_effect=False)
+
+    return types.int64(n), codegen
 
 
 def fx_exp(x):
@@ -59,11 +108,11 @@ def _expf(x):
     r = x - n * f32(0.693359375)                      # ln2 split in two (Cephes)
     r = r - n * f32(-2.12194440e-4)
     p = f32(1.9875691500e-4)                          # Cephes expf polynomial
-    p = p * r + f32(1.3981999507e-3)
-    p = p * r + f32(8.3334519073e-3)
-    p = p * r + f32(4.1665795894e-2)
-    p = p * r + f32(1.6666665459e-1)
-    p = p * r + f32(5.0000001201e-1)
+    p = fx_fma(p, r, f32(1.3981999507e-3))
+    p = fx_fma(p, r, f32(8.3334519073e-3))
+    p = fx_fma(p, r, f32(4.1665795894e-2))
+    p = fx_fma(p, r, f32(1.6666665459e-1))
+    p = fx_fma(p, r, f32(5.0000001201e-1))
     p = p * r * r + r + f32(1.0)
     scale = _bits(np.int32((_bits(t) - _bits(magic) + 127) << 23))  # 2^n
     return f32(0.0) if x < f32(-87.33654475) else p * scale  # NaN fails the test
@@ -77,17 +126,17 @@ def _exp(x):
     r = x - n * 6.93147180369123816490e-01            # ln2 hi, 32 bits: n * hi is exact
     r = r - n * 1.90821492927058770002e-10            # ln2 lo
     p = 1.0 / 6227020800.0                            # Taylor series to degree 13
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    p = fx_fma(p, r, 1.0 / 479001600.0)
+    p = fx_fma(p, r, 1.0 / 39916800.0)
+    p = fx_fma(p, r, 1.0 / 3628800.0)
+    p = fx_fma(p, r, 1.0 / 362880.0)
+    p = fx_fma(p, r, 1.0 / 40320.0)
+    p = fx_fma(p, r, 1.0 / 5040.0)
+    p = fx_fma(p, r, 1.0 / 720.0)
+    p = fx_fma(p, r, 1.0 / 120.0)
+    p = fx_fma(p, r, 1.0 / 24.0)
+    p = fx_fma(p, r, 1.0 / 6.0)
+    p = fx_fma(p, r, 0.5)
     p = p * r * r + r + 1.0
     scale = _bits((_bits(t) - _bits(magic) + 1023) << 52)
     return 0.0 if x < -708.39641853226408 else p * scale
@@ -106,9 +155,9 @@ def _logf_normal(x):
     u = (f - f32(1.0)) / (f + f32(1.0))
     u2 = u * u
     p = f32(1.0 / 9)
-    p = p * u2 + f32(1.0 / 7)
-    p = p * u2 + f32(1.0 / 5)
-    p = p * u2 + f32(1.0 / 3)
+    p = fx_fma(p, u2, f32(1.0 / 7))
+    p = fx_fma(p, u2, f32(1.0 / 5))
+    p = fx_fma(p, u2, f32(1.0 / 3))
     r = f32(2.0) * u + f32(2.0) * u * u2 * p
     return e * f32(0.693359375) + (r + e * f32(-2.12194440e-4))
 
@@ -125,16 +174,16 @@ def _log_normal(x):
     u = (f - 1.0) / (f + 1.0)
     u2 = u * u
     p = 1.0 / 23
-    p = p * u2 + 1.0 / 21
-    p = p * u2 + 1.0 / 19
-    p = p * u2 + 1.0 / 17
-    p = p * u2 + 1.0 / 15
-    p = p * u2 + 1.0 / 13
-    p = p * u2 + 1.0 / 11
-    p = p * u2 + 1.0 / 9
-    p = p * u2 + 1.0 / 7
-    p = p * u2 + 1.0 / 5
-    p = p * u2 + 1.0 / 3
+    p = fx_fma(p, u2, 1.0 / 21)
+    p = fx_fma(p, u2, 1.0 / 19)
+    p = fx_fma(p, u2, 1.0 / 17)
+    p = fx_fma(p, u2, 1.0 / 15)
+    p = fx_fma(p, u2, 1.0 / 13)
+    p = fx_fma(p, u2, 1.0 / 11)
+    p = fx_fma(p, u2, 1.0 / 9)
+    p = fx_fma(p, u2, 1.0 / 7)
+    p = fx_fma(p, u2, 1.0 / 5)
+    p = fx_fma(p, u2, 1.0 / 3)
     r = 2.0 * u + 2.0 * u * u2 * p
     return e * 6.93147180369123816490e-01 + (r + e * 1.90821492927058770002e-10)
 
@@ -178,12 +227,12 @@ def _log1pf_unit(x):
     u = x / (f32(2.0) + x)
     u2 = u * u
     p = f32(1.0 / 15)
-    p = p * u2 + f32(1.0 / 13)
-    p = p * u2 + f32(1.0 / 11)
-    p = p * u2 + f32(1.0 / 9)
-    p = p * u2 + f32(1.0 / 7)
-    p = p * u2 + f32(1.0 / 5)
-    p = p * u2 + f32(1.0 / 3)
+    p = fx_fma(p, u2, f32(1.0 / 13))
+    p = fx_fma(p, u2, f32(1.0 / 11))
+    p = fx_fma(p, u2, f32(1.0 / 9))
+    p = fx_fma(p, u2, f32(1.0 / 7))
+    p = fx_fma(p, u2, f32(1.0 / 5))
+    p = fx_fma(p, u2, f32(1.0 / 3))
     return f32(2.0) * u + f32(2.0) * u * u2 * p
 
 

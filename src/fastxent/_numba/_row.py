@@ -14,7 +14,7 @@ reduction across vector lanes, in an order fixed at compile time, and keeps
 import numpy as np
 from numba import njit
 
-from ._math import fx_exp, fx_log
+from ._math import fx_exp, fx_max
 
 BLOCK = 1024      # online max/sum block, swept twice while it sits in L1
 MAX_BLOCKS = 256  # per-row block maxima; longer rows get longer blocks
@@ -26,20 +26,26 @@ ROW = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 
 # ------------------------------------------------------------- sweeps (_sweeps.h)
 
+# Each sweep first takes the views it indexes from 0: with an index that is
+# plainly >= 0, LLVM drops Numba's negative-index wraparound, which otherwise
+# keeps every loop scalar.
+
 @njit(**SWEEP)
 def _max(z, o, n):
     """max(z[o:o + n]), skipping NaN (the sums that follow propagate it)."""
+    z = z[o:o + n]
     m = z.dtype.type(-INF)
-    for j in range(o, o + n):
-        m = z[j] if z[j] > m else m
+    for j in range(n):
+        m = fx_max(m, z[j])
     return m
 
 
 @njit(**SWEEP)
 def _sum_exp(z, o, n, shift):
     """sum(exp(z - shift)) over z[o:o + n], for shift >= max(z)."""
+    z = z[o:o + n]
     s = z.dtype.type(0)
-    for j in range(o, o + n):
+    for j in range(n):
         s += fx_exp(z[j] - shift)
     return s
 
@@ -51,16 +57,19 @@ def _sum_exp_store(z, o, n, shift, e, eo):
     Stored first, then summed: a loop that stores and sums at once is
     vectorised behind a run-time check that e and z do not overlap, so an
     in-place call would sum in another order than the others."""
+    z = z[o:o + n]
+    e_row = e[eo:eo + n]
     for j in range(n):
-        e[eo + j] = fx_exp(z[o + j] - shift)
+        e_row[j] = fx_exp(z[j] - shift)
     return _sum(e, eo, n)
 
 
 @njit(**SWEEP)
 def _sum(e, o, n):
     """sum(e[o:o + n]), in e's dtype."""
+    e = e[o:o + n]
     s = e.dtype.type(0)
-    for j in range(o, o + n):
+    for j in range(n):
         s += e[j]
     return s
 
@@ -68,8 +77,9 @@ def _sum(e, o, n):
 @njit(**SWEEP)
 def _sum_double(e, o, n):
     """sum(e[o:o + n]), in double."""
+    e = e[o:o + n]
     s = 0.0
-    for j in range(o, o + n):
+    for j in range(n):
         s += e[j]
     return s
 
@@ -78,51 +88,59 @@ def _sum_double(e, o, n):
 def _weighted_shifted(z, o, t, to, w, wo, n, shift, keep, spread, has_t, has_w):
     """(sum(v (z - shift)), sum(v)) with v = q w, q = keep t + spread (1
     without t) and w = 1 without w: over z[o:o + n], t[to:], w[wo:]."""
+    z = z[o:o + n]
+    t = t[to:to + n] if has_t else t
+    w = w[wo:wo + n] if has_w else w
     dot = z.dtype.type(0)
     tot = z.dtype.type(0)
     if not has_t and not has_w:
         for j in range(n):
-            dot += z[o + j] - shift
+            dot += z[j] - shift
         tot = z.dtype.type(n)
     elif not has_t:
         for j in range(n):
-            tot += w[wo + j]
-            dot += w[wo + j] * (z[o + j] - shift)
+            tot += w[j]
+            dot += w[j] * (z[j] - shift)
     elif not has_w:
         for j in range(n):
-            v = t[to + j] * keep + spread
+            v = t[j] * keep + spread
             tot += v
-            dot += v * (z[o + j] - shift)
+            dot += v * (z[j] - shift)
     else:
         for j in range(n):
-            v = (t[to + j] * keep + spread) * w[wo + j]
+            v = (t[j] * keep + spread) * w[j]
             tot += v
-            dot += v * (z[o + j] - shift)
+            dot += v * (z[j] - shift)
     return dot, tot
 
 
 @njit(**SWEEP)
 def _rescale_sweep(g, go, t, to, w, wo, n, factor, c, keep, spread, has_t, has_w):
     """g = g factor - c v over g[go:go + n], v as in _weighted_shifted."""
+    g = g[go:go + n]
+    t = t[to:to + n] if has_t else t
+    w = w[wo:wo + n] if has_w else w
     if not has_t and not has_w:
-        for j in range(go, go + n):
+        for j in range(n):
             g[j] = g[j] * factor - c
     elif not has_t:
         for j in range(n):
-            g[go + j] = g[go + j] * factor - c * w[wo + j]
+            g[j] = g[j] * factor - c * w[j]
     elif not has_w:
         for j in range(n):
-            g[go + j] = g[go + j] * factor - c * (t[to + j] * keep + spread)
+            g[j] = g[j] * factor - c * (t[j] * keep + spread)
     else:
         for j in range(n):
-            g[go + j] = g[go + j] * factor - c * (t[to + j] * keep + spread) * w[wo + j]
+            g[j] = g[j] * factor - c * (t[j] * keep + spread) * w[j]
 
 
 @njit(**SWEEP)
 def _write_shifted(z, o, n, m, log_s, out, oo):
     """out = (z - m) - log_s."""
+    z = z[o:o + n]
+    out = out[oo:oo + n]
     for j in range(n):
-        out[oo + j] = (z[o + j] - m) - log_s
+        out[j] = (z[j] - m) - log_s
 
 
 # ------------------------------------------------------------- rows (_xent.pyx.tp)
