@@ -4,8 +4,8 @@ against PyTorch, NumPy and a memory roofline.
     python -m pytest benchmarks --benchmark-only
 
 Each group (``op|n elements|dtype``) times, on the same data and thread
-count: fastxent writing into a preallocated gradient (``out=``), fastxent
-allocating a fresh one, fastxent loss only, PyTorch forward + backward, plain
+count: fastxent writing into a preallocated gradient (``out=``), the same
+with ``backend="numba"``, fastxent allocating a fresh one, fastxent loss only, PyTorch forward + backward, plain
 NumPy, and as the roofline an elementwise add with the kernels' traffic
 (read input and target, write the gradient).
 """
@@ -61,6 +61,15 @@ def test_fastxent_out(benchmark, problem):
     _group(benchmark, op, x)
     grad = np.empty_like(x)
     benchmark(_fastxent(op), x, y, return_grad=True, out=grad, num_threads=THREADS)
+
+
+def test_fastxent_numba_out(benchmark, problem):
+    op, x, y = problem
+    _group(benchmark, op, x)
+    grad = np.empty_like(x)
+    _fastxent(op)(x, y, return_grad=True, out=grad, num_threads=THREADS, backend="numba")  # compile
+    benchmark(_fastxent(op), x, y, return_grad=True, out=grad, num_threads=THREADS,
+              backend="numba")
 
 
 def test_fastxent_fresh_grad(benchmark, problem):

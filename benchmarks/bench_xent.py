@@ -3,8 +3,8 @@
     python -m pytest benchmarks --benchmark-only
 
 Each group (``op|shape|dtype``) times, on the same data and thread count:
-fastxent writing into a preallocated gradient (``out=``), fastxent allocating
-a fresh one, fastxent loss only, PyTorch forward + backward, plain NumPy, and
+fastxent writing into a preallocated gradient (``out=``), the same with
+``backend="numba"``, fastxent allocating a fresh one, fastxent loss only, PyTorch forward + backward, plain NumPy, and
 a copy of the same bytes (read N x C, write N x C) as the memory roofline.
 FASTXENT_BENCH_THREADS sets the thread count (default 2, the figures in the
 README).
@@ -38,7 +38,9 @@ def warm_up():
     logits = np.zeros((4096, 100), np.float32)
     labels = np.zeros(4096, np.int64)
     for _ in range(20):
-        fastxent.cross_entropy(logits, labels, return_grad=True, num_threads=THREADS)
+        for backend in ("auto", "numba"):
+            fastxent.cross_entropy(logits, labels, return_grad=True, num_threads=THREADS,
+                                   backend=backend)
     try:
         import torch
     except ImportError:
@@ -74,6 +76,14 @@ def test_fastxent_out(benchmark, problem):
     grad = np.empty_like(logits)
     benchmark(fastxent.cross_entropy, logits, labels, return_grad=True, out=grad,
               num_threads=THREADS)
+
+
+def test_fastxent_numba_out(benchmark, problem):
+    logits, labels = problem
+    _group(benchmark, "loss+grad", logits)
+    grad = np.empty_like(logits)
+    benchmark(fastxent.cross_entropy, logits, labels, return_grad=True, out=grad,
+              num_threads=THREADS, backend="numba")
 
 
 def test_fastxent_fresh_grad(benchmark, problem):

@@ -6,6 +6,12 @@ functions of ``_row.py``. The arguments are those of ``_reference.py``.
 The Python wrappers check lengths (the compiled loops run without bounds
 checks), pass each 2-D array as a flat view plus its row stride, and set
 Numba's thread count for the call (thread-local; restored afterwards).
+
+Every kernel is cached on disk (``cache=True``). Numba checks a cached
+function against its own source file only, not against the files of the
+functions it calls: after editing a module of ``_numba/`` in a checkout,
+delete ``_numba/__pycache__/*.nb[ic]`` (an installed release is a new set of
+files, and invalidates the cache itself).
 """
 
 import functools
@@ -36,8 +42,8 @@ def _xent_index_loop(z, z0, rs, n_rows, n, labels, w, has_w, w_sum, eps, ignore_
         if n <= TILE_MAX_C:
             zt, state, state_d = tile_scratch(z.dtype)
             for i in range(first, end, TILE_ROWS):
-                _xent_index_tile(z, z0 + i * rs, rs, min(TILE_ROWS, end - i), n, labels[i:], w,
-                                 has_w, w_sum, eps, ignore_index, grad_scale[i:], loss_out[i:],
+                _xent_index_tile(z, z0 + i * rs, rs, i, min(TILE_ROWS, end - i), n, labels, w,
+                                 has_w, w_sum, eps, ignore_index, grad_scale, loss_out,
                                  g, g0 + i * grs, grs, with_grad, zt, state, state_d)
             continue
         for i in range(first, end):

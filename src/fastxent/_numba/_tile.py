@@ -93,10 +93,10 @@ def _tile_rescale(zt, state, rows, n, w, has_w, g, go, grs):
 
 
 @njit(**ROW)
-def _xent_index_tile(z, o, rs, rows, n, labels, w, has_w, w_sum, eps, ignore_index,
+def _xent_index_tile(z, o, rs, first, rows, n, labels, w, has_w, w_sum, eps, ignore_index,
                      grad_scale, loss_out, g, go, grs, with_grad, zt, state, state_d):
-    """Up to TILE_ROWS short rows, vectorised across rows; labels, grad_scale
-    and loss_out start at the tile's first row."""
+    """Up to TILE_ROWS short rows, vectorised across rows: rows first to
+    first + rows of labels, grad_scale and loss_out."""
     m, dot, k, c = state[M], state[DOT], state[K], state[C]
     zy_shifted, log_s, inv_s, exp_zy, fix = state_d[0], state_d[1], state_d[2], state_d[3], \
         state_d[4]
@@ -107,18 +107,18 @@ def _xent_index_tile(z, o, rs, rows, n, labels, w, has_w, w_sum, eps, ignore_ind
         c[i] = 0
         zy_shifted[i] = 0
     for i in range(rows):
-        y = labels[i]
+        y = labels[first + i]
         if y != ignore_index:
             zy = z[np.uint64(o + i * rs + y)]
             zy_shifted[i] = float(zy) - (float(m[i]) if m[i] > -INF else 0.0)
     _tile_log_exp(state[S], zy_shifted, log_s, inv_s, exp_zy)
     for i in range(rows):
-        y = labels[i]
+        y = labels[first + i]
         if y == ignore_index:
-            loss_out[i] = 0.0
+            loss_out[first + i] = 0.0
             continue
-        loss_out[i], row_k, row_c, fix[i] = _index_loss(
-            zy_shifted[i], float(w[y]) if has_w else 1.0, w_sum, eps, n, grad_scale[i],
+        loss_out[first + i], row_k, row_c, fix[i] = _index_loss(
+            zy_shifted[i], float(w[y]) if has_w else 1.0, w_sum, eps, n, grad_scale[first + i],
             inv_s[i], log_s[i], exp_zy[i], float(dot[i]), with_grad)
         k[i] = row_k
         c[i] = row_c
@@ -126,7 +126,7 @@ def _xent_index_tile(z, o, rs, rows, n, labels, w, has_w, w_sum, eps, ignore_ind
         return
     _tile_rescale(zt, state, rows, n, w, w_grad, g, go, grs)
     for i in range(rows):
-        y = labels[i]
+        y = labels[first + i]
         if y == ignore_index:
             for col in range(n):
                 g[np.uint64(go + i * grs + col)] = 0
