@@ -32,12 +32,18 @@ def test_thread_count_restored_after_each_call():
         numba.set_num_threads(before)
 
 
-def test_thread_count_restored_after_a_kernel_error():
+def test_thread_count_set_for_the_call_and_restored_after_an_error(monkeypatch):
+    seen = []
+
+    def failing_kernel(*args):
+        seen.append(numba.get_num_threads())
+        raise RuntimeError("kernel failed")
+
+    monkeypatch.setitem(_cpu._COMPILED, ("xent_index", True), failing_kernel)
     before = numba.get_num_threads()
-    x = np.zeros((4, 3), np.float32)
-    with pytest.raises(ValueError, match="labels must have length 4"):
-        _cpu.xent_index_parallel(x, np.zeros(5, np.int64), np.zeros(0, np.float32), 0.0, -100,
-                                 np.ones(4), np.empty(4), np.empty((0, 0), np.float32), 2)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        _call(2)
+    assert seen == [min(2, numba.config.NUMBA_NUM_THREADS)]
     assert numba.get_num_threads() == before
 
 
