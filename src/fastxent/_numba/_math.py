@@ -64,22 +64,6 @@ def fx_fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@intrinsic
-def fx_opaque(typingctx, n):
-    """n, hidden from LLVM (an empty inline asm). A loop of a known small
-    trip count is unrolled into scalar code before it can be vectorised, and
-    arrays that may overlap keep the unrolled code scalar; with a trip count
-    it cannot see, LLVM vectorises the loop behind a run-time overlap test."""
-    if n != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        return builder.asm(ir.FunctionType(i64, [i64]), "", "=r,0", args, side_effect=False)
-
-    return types.int64(n), codegen
-
-
 def fx_exp(x):
     """exp(x) for x <= 0 (and NaN); results below the smallest normal are 0."""
     raise NotImplementedError("only inside Numba-compiled code")

@@ -12,7 +12,7 @@ zy_shifted, log_s, inv_s, exp_zy, fix in double.
 import numpy as np
 from numba import njit
 
-from ._math import fx_exp, fx_log, fx_opaque
+from ._math import fx_exp, fx_log
 from ._row import ROW, SWEEP, _index_loss
 
 TILE_ROWS = 16
@@ -72,7 +72,7 @@ def _tile_online(z, o, rs, rows, n, w, has_w, with_dot, zt, state):
 @njit(**SWEEP)
 def _tile_log_exp(s, x, log_s, inv_s, exp_x):
     """log(s), 1 / s and exp(x) for each row of the tile (x <= 0), in double."""
-    for i in range(fx_opaque(TILE_ROWS)):  # see fx_opaque
+    for i in range(TILE_ROWS):
         log_s[i] = fx_log(float(s[i]))
         inv_s[i] = 1.0 / float(s[i])
         exp_x[i] = fx_exp(x[i])
