@@ -37,7 +37,6 @@ def _xent_index_loop(z, z0, rs, n_rows, n, labels, w, has_w, w_sum, eps, ignore_
                      grad_scale, loss_out, g, g0, grs, with_grad):
     block = _block_size(n)
     for chunk in prange((n_rows + CHUNK - 1) // CHUNK):
-        block_max = np.empty(MAX_BLOCKS, z.dtype)
         first, end = chunk * CHUNK, min(n_rows, (chunk + 1) * CHUNK)
         if n <= TILE_MAX_C:
             zt, state, state_d = tile_scratch(z.dtype)
@@ -46,6 +45,7 @@ def _xent_index_loop(z, z0, rs, n_rows, n, labels, w, has_w, w_sum, eps, ignore_
                                  has_w, w_sum, eps, ignore_index, grad_scale, loss_out,
                                  g, g0 + i * grs, grs, with_grad, zt, state, state_d)
             continue
+        block_max = np.empty(MAX_BLOCKS, z.dtype)
         for i in range(first, end):
             y = labels[i]
             if y == ignore_index:
