@@ -25,10 +25,10 @@ from numba import njit, prange
 from ._row import (MAX_BLOCKS, _block_size, _log_softmax_row, _logsumexp_row, _softmax_row,
                    _xent_index_row, _xent_probs_row)
 from ._binary import _bce_block
-from ._tile import TILE_MAX_C, TILE_ROWS, _xent_index_tile, tile_scratch
+from ._tile import TILE_MAX_C, TILE_ROWS, _xent_index_tile
 
 KERNEL = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-CHUNK = 64  # rows per task: one scratch allocation each; a multiple of TILE_ROWS
+CHUNK = 64  # rows per task (one block_max allocation each); a multiple of TILE_ROWS
 
 
 # ---------------------------------------------------------------- loop bodies
@@ -39,11 +39,10 @@ def _xent_index_loop(z, z0, rs, n_rows, n, labels, w, has_w, w_sum, eps, ignore_
     for chunk in prange((n_rows + CHUNK - 1) // CHUNK):
         first, end = chunk * CHUNK, min(n_rows, (chunk + 1) * CHUNK)
         if n <= TILE_MAX_C:
-            zt, state, state_d = tile_scratch(z.dtype)
             for i in range(first, end, TILE_ROWS):
                 _xent_index_tile(z, z0 + i * rs, rs, i, min(TILE_ROWS, end - i), n, labels, w,
                                  has_w, w_sum, eps, ignore_index, grad_scale, loss_out,
-                                 g, g0 + i * grs, grs, with_grad, zt, state, state_d)
+                                 g, g0 + i * grs, grs, with_grad)
             continue
         block_max = np.empty(MAX_BLOCKS, z.dtype)
         for i in range(first, end):

@@ -4,16 +4,19 @@ in ``_cython/_xent.pyx.tp``. A tile of up to TILE_ROWS rows is transposed
 into zt (n_classes x TILE_ROWS, lanes past the tile's rows padded with 0), so
 that every loop runs over the TILE_ROWS rows of the tile.
 
-The scratch of a tile is made once per task by ``tile_scratch``: zt, the
+The scratch of a tile lives on the stack (``_simd.stack_empty``): zt, the
 per-row m, s, dot, shift, k, c in the data's dtype, and the per-row
-zy_shifted, log_s, inv_s, exp_zy, fix in double.
+zy_shifted, log_s, inv_s, exp_zy, fix in double. The functions given it are
+inlined, so that LLVM sees that it overlaps nothing.
 """
 
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.extending import overload
 
 from ._math import fx_exp, fx_log
-from ._row import ROW, SWEEP, _index_loss
+from ._row import ROW, _index_loss
+from ._simd import stack_empty, transpose8_max
 
 TILE_ROWS = 16
 TILE_MAX_C = 32
@@ -21,55 +24,71 @@ M, S, DOT, SHIFT, K, C = range(6)  # rows of a tile's per-row state
 INF = np.inf
 
 
-@njit(**ROW)
-def tile_scratch(dtype):
-    """(zt, per-row state in dtype, per-row state in double) for one task.
-    zt is flat, indexed c * TILE_ROWS + i: 2-D indexing, or a view per
-    column, leaves the loops over the rows scalar."""
-    return (np.empty(TILE_MAX_C * TILE_ROWS, dtype), np.empty((C + 1, TILE_ROWS), dtype),
-            np.empty((5, TILE_ROWS)))
+_zt_empty = stack_empty(TILE_MAX_C * TILE_ROWS)
+_state_empty = stack_empty((C + 1) * TILE_ROWS)
+_state_d_empty = stack_empty(5 * TILE_ROWS)
 
 
-@njit(**SWEEP)
+def _transpose_max(z, o, rs, rows, n, zt, m):
+    """zt[c * TILE_ROWS + i] = z[o + i * rs + c] and m[i] = the max of m[i]
+    and row i, in 8 x 8 blocks, for a full tile of float32 rows with n >= 8
+    (the last block of columns overlapping the one before); False, having
+    done nothing, elsewhere."""
+    raise NotImplementedError("only inside Numba-compiled code")
+
+
+@overload(_transpose_max, inline="always")
+def _transpose_max_impl(z, o, rs, rows, n, zt, m):
+    if z.dtype != types.float32:
+        return lambda z, o, rs, rows, n, zt, m: False
+
+    def impl(z, o, rs, rows, n, zt, m):
+        if rows < TILE_ROWS or n < 8:
+            return False
+        for c0 in range(0, n, 8):
+            c = min(c0, n - 8)
+            for i in range(0, TILE_ROWS, 8):
+                transpose8_max(z, o + i * rs + c, rs, zt, c * TILE_ROWS + i, TILE_ROWS, m, i)
+        return True
+    return impl
+
+
+@njit(inline="always", **ROW)
 def _tile_online(z, o, rs, rows, n, w, has_w, with_dot, zt, state):
     """zt = the tile transposed; m, s, dot per row as in the row sweeps, with
     shift = m (0 where m is -inf); zt then holds exp(z - shift). w: see
-    _weighted_shifted (t absent); dot only with with_dot.
-
-    Each row's max is taken while it is transposed, and zt holds z - shift:
-    the exp is then one flat loop, which LLVM vectorises. (Loops over the
-    rows of the tile, with state per row, stay scalar here: LLVM unrolls
-    them and cannot tell that zt and the state do not overlap.)"""
+    _weighted_shifted (t absent); dot only with with_dot."""
     R = TILE_ROWS
     m, s, dot, shift = state[M], state[S], state[DOT], state[SHIFT]
-    # Each row's sums in a local: state that LLVM cannot keep in a register
-    # would go through memory on every step.
     for i in range(R):
-        row = o + i * rs
-        m_i = z.dtype.type(-INF if i < rows else 0)  # lanes past the rows hold 0
-        for c in range(n if i < rows else 0):
-            zc = z[np.uint64(row + c)]  # unsigned: no negative-index wraparound test
-            m_i = zc if zc > m_i else m_i
-        shift_i = m_i if m_i > -INF else z.dtype.type(0)
-        for c in range(n):
-            zt[c * R + i] = z[np.uint64(row + c)] - shift_i if i < rows else 0
-        m[i] = m_i
-        shift[i] = shift_i
-        dot_i = z.dtype.type(0)
+        m[i] = -INF
+        s[i] = 0
+        dot[i] = 0
+    if not _transpose_max(z, o, rs, rows, n, zt, m):
+        for i in range(R):
+            row = o + i * rs
+            m_i = z.dtype.type(-INF if i < rows else 0)  # lanes past the rows hold 0
+            for c in range(n if i < rows else 0):
+                zc = z[np.uint64(row + c)]  # unsigned: no negative-index wraparound test
+                m_i = zc if zc > m_i else m_i
+                zt[c * R + i] = zc
+            for c in range(n if i >= rows else 0):
+                zt[c * R + i] = 0
+            m[i] = m_i
+    for i in range(R):
+        shift[i] = m[i] if m[i] > -INF else 0
+    for c in range(n):
+        wc = w[c] if has_w else z.dtype.type(1)
         if with_dot:
-            for c in range(n):
-                dot_i += (w[c] if has_w else z.dtype.type(1)) * zt[c * R + i]
-        dot[i] = dot_i
-    for j in range(n * R):
-        zt[j] = fx_exp(zt[j])
-    for i in range(R):
-        s_i = z.dtype.type(0)
-        for c in range(n):
-            s_i += zt[c * R + i]
-        s[i] = s_i
+            for i in range(R):
+                dot[i] += wc * (zt[c * R + i] - shift[i])
+        for i in range(R):
+            e = fx_exp(zt[c * R + i] - shift[i])
+            zt[c * R + i] = e
+            s[i] += e
 
 
-@njit(**SWEEP)
+@njit(inline="always", **ROW)
 def _tile_log_exp(s, x, log_s, inv_s, exp_x):
     """log(s), 1 / s and exp(x) for each row of the tile (x <= 0), in double."""
     for i in range(TILE_ROWS):
@@ -78,7 +97,7 @@ def _tile_log_exp(s, x, log_s, inv_s, exp_x):
         exp_x[i] = fx_exp(x[i])
 
 
-@njit(**SWEEP)
+@njit(inline="always", **ROW)
 def _tile_rescale(zt, state, rows, n, w, has_w, g, go, grs):
     """g row i = k[i] e - c[i] w, from the e in zt, written back row by row."""
     R = TILE_ROWS
@@ -94,9 +113,12 @@ def _tile_rescale(zt, state, rows, n, w, has_w, g, go, grs):
 
 @njit(**ROW)
 def _xent_index_tile(z, o, rs, first, rows, n, labels, w, has_w, w_sum, eps, ignore_index,
-                     grad_scale, loss_out, g, go, grs, with_grad, zt, state, state_d):
+                     grad_scale, loss_out, g, go, grs, with_grad):
     """Up to TILE_ROWS short rows, vectorised across rows: rows first to
     first + rows of labels, grad_scale and loss_out."""
+    zt = carray(_zt_empty(z.dtype), TILE_MAX_C * TILE_ROWS)
+    state = carray(_state_empty(z.dtype), (C + 1, TILE_ROWS))
+    state_d = carray(_state_d_empty(np.dtype(np.float64)), (5, TILE_ROWS))
     m, dot, k, c = state[M], state[DOT], state[K], state[C]
     zy_shifted, log_s, inv_s, exp_zy, fix = state_d[0], state_d[1], state_d[2], state_d[3], \
         state_d[4]
