@@ -17,6 +17,7 @@ import pytest
 
 import fastxent
 from conftest import THREADS, parallel_copy
+from fastxent.bench.implementations import numpy_loss_grad
 
 SHAPES = [(65536, 10), (16384, 1000), (4096, 32000), (512, 128256)]
 DTYPES = [np.float32]
@@ -54,20 +55,6 @@ def _group(benchmark, op, logits):
     n_rows, n_classes = logits.shape
     benchmark.group = f"{op}|{n_rows}x{n_classes}|{logits.dtype}|{THREADS} threads"
     benchmark.extra_info["bytes"] = 2 * logits.nbytes
-
-
-def numpy_loss_grad(logits, labels):
-    """Cross-entropy and its gradient as a NumPy user writes them."""
-    n_rows = logits.shape[0]
-    rows = np.arange(n_rows)
-    m = logits.max(axis=1, keepdims=True)
-    e = np.exp(logits - m)
-    s = e.sum(axis=1, keepdims=True)
-    loss = np.mean(np.log(s[:, 0]) + m[:, 0] - logits[rows, labels])
-    grad = e / s
-    grad[rows, labels] -= 1.0
-    grad /= n_rows
-    return loss, grad
 
 
 def test_fastxent_out(benchmark, problem):
