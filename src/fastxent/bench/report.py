@@ -124,6 +124,9 @@ def plot(path, description, rows, ops):
 
     ops = [op for op in ops if any(r["op"] == op and "gb_s" in r for r in rows)]
     fig, axes = plt.subplots(len(ops), 1, figsize=(11, 3.6 * len(ops)), squeeze=False)
+    everyone = list(dict.fromkeys(r["implementation"] for r in rows
+                                  if r["family"] != "roofline"))
+    color = {name: f"C{k % 10}" for k, name in enumerate(everyone)}  # the same in every panel
     for ax, op in zip(axes[:, 0], ops):
         timed = [r for r in rows if r["op"] == op and "gb_s" in r]
         cases = list(dict.fromkeys(("x".join(map(str, r["shape"])), r["dtype"])
@@ -137,12 +140,12 @@ def plot(path, description, rows, ops):
                             and ("x".join(map(str, r["shape"])), r["dtype"]) == case), None)
                 if row is not None:
                     ax.bar(i - 0.4 + (k + 0.5) * width, row["gb_s"], width,
-                           color=f"C{k % 10}", label=name)
+                           color=color[name], label=name)
         for i, case in enumerate(cases):
             copy = next(r for r in timed if r["family"] == "roofline"
                         and ("x".join(map(str, r["shape"])), r["dtype"]) == case)
             ax.hlines(copy["gb_s"], i - 0.45, i + 0.45, colors="black", linestyles="dashed")
-        ax.set_xticks(range(len(cases)), [f"{s} {d}" for s, d in cases])
+        ax.set_xticks(range(len(cases)), [f"{s}\n{d}" for s, d in cases])
         ax.set_yscale("log")
         ax.set_ylabel("GB/s")
         ax.set_title(OP_TITLES[op] + "  (dashed: memcpy)")
