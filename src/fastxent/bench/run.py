@@ -62,14 +62,14 @@ def run_case(problem, impls, threads, repeat, budget_s, progress=lambda name: No
                  "median_s": copy_median, "spread": copy_spread,
                  "bytes": 2 * problem.x.nbytes, "gb_s": copy_bandwidth / 1e9,
                  "roofline": 1.0})
-    unit = next((times[r["implementation"]] for r in rows if r["family"] == "fastxent"
-                 and r["implementation"] in times), None)
-    unit = summary(unit)[0] if unit else None
+    summaries = {name: summary(seconds) for name, seconds in times.items()}
+    unit = next((summaries[r["implementation"]][0] for r in rows
+                 if r["family"] == "fastxent" and r["implementation"] in summaries), None)
     for row in rows:
         name = row["implementation"]
-        if name not in times:
+        if name not in summaries:
             continue
-        median, spread = summary(times[name])
+        median, spread = summaries[name]
         row.update(times_s=times[name], median_s=median, spread=spread,
                    bytes=problem.bytes_moved, gb_s=problem.bytes_moved / median / 1e9,
                    roofline=problem.bytes_moved / median / copy_bandwidth,
