@@ -11,9 +11,20 @@ import numpy as np
 
 from . import _validation as v
 from ._backends import (KERNEL_LABEL_DTYPES, first_outside_unit, get_kernel, label_stats,
-                        resolve_backend)
+                        resolve_backend, resolve_name)
 from ._config import get_defaults
 from ._threads import effective_num_threads
+
+
+def _device_module(array, backend):
+    """The CUDA front end when ``array`` lives on a CUDA device, else None."""
+    if not v.is_cuda_array(array):
+        return None
+    if resolve_name(backend) not in ("auto", "cuda"):
+        raise TypeError(f"input is a CUDA array; backend {backend!r} runs on the CPU: use "
+                        f"backend='cuda' (or 'auto'), or copy the input to the host")
+    from ._cuda import _device
+    return _device
 
 
 def _kernel(op, backend, num_threads):
@@ -160,6 +171,10 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     reduction = v.check_reduction(reduction)
     label_smoothing = v.check_label_smoothing(label_smoothing)
     ignore_index = v.check_ignore_index(ignore_index)
+    device = _device_module(input, backend)
+    if device is not None:
+        return device.cross_entropy(input, target, weight, ignore_index, reduction,
+                                    label_smoothing, return_grad, grad_output, out)
     logits = v.as_array(input, "input")
     compute = v.compute_dtype(logits, "input")
     if logits.ndim == 0:
@@ -348,6 +363,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, pos_weight=N
 def _binary(from_logits, input, target, weight, pos_weight, reduction, return_grad,
             grad_output, out, backend, num_threads):
     reduction = v.check_reduction(reduction)
+    device = _device_module(input, backend)
+    if device is not None:
+        return device.binary(from_logits, input, target, weight, pos_weight, reduction,
+                             return_grad, grad_output, out)
     x = v.as_array(input, "input")
     compute = v.compute_dtype(x, "input")
     t = v.as_array(target, "target")
@@ -445,6 +464,9 @@ def _finish(result, out, result_dtype, compute):
 
 def _transform(op, input, axis, out, backend, num_threads):
     """log_softmax and softmax: a (rows, n_classes) result of input's shape."""
+    device = _device_module(input, backend)
+    if device is not None:
+        return device.transform(op, input, axis, out)
     array = v.as_array(input, "input")
     compute = v.compute_dtype(array, "input")
     if array.ndim == 0:
@@ -516,6 +538,9 @@ def logsumexp(input, axis=-1, *, backend="auto", num_threads=None):
     >>> float(fastxent.logsumexp(np.log([1.0, 3.0])))
     1.3862943611198906
     """
+    device = _device_module(input, backend)
+    if device is not None:
+        return device.logsumexp(input, axis)
     array = v.as_array(input, "input")
     compute = v.compute_dtype(array, "input")
     if array.ndim == 0:

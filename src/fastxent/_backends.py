@@ -63,6 +63,36 @@ def _load_numba():
     return module, f"Numba {numba.__version__}, compiled on first use (cached on disk)"
 
 
+@functools.lru_cache(maxsize=None)
+def load_cuda():
+    """The CUDA kernels' interface for NumPy arrays: (module, description) or
+    (None, reason). Imported only when asked for: never by ``import fastxent``."""
+    try:
+        from numba import cuda
+    except ImportError as exc:
+        return None, f"numba-cuda is not installed ({exc}); pip install 'fastxent[cuda]'"
+    simulated = bool(getattr(importlib.import_module("numba").config, "ENABLE_CUDASIM", 0))
+    try:
+        available = cuda.is_available()
+    except Exception as exc:  # a broken driver or toolkit says so in its own words
+        return None, f"CUDA could not be initialised ({exc})"
+    if not available:
+        return None, ("no CUDA GPU or driver was found (NUMBA_ENABLE_CUDASIM=1 runs the "
+                      "kernels in Numba's CUDA simulator, slowly)")
+    # Small batches launch small grids; Numba's occupancy hint about them is noise.
+    warnings.filterwarnings("ignore", message="Grid size .* will likely result in GPU "
+                            "under-utilization", category=Warning)
+    try:
+        module = importlib.import_module("fastxent._cuda._host")
+    except ImportError as exc:
+        return None, f"the CUDA kernels could not be imported ({exc})"
+    if simulated:
+        return module, "Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), for testing"
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    return module, f"{name}, numba-cuda, kernels compiled on first use"
+
+
 def _load_numpy():
     return importlib.import_module("fastxent._reference"), "plain NumPy reference"
 
@@ -70,6 +100,7 @@ def _load_numpy():
 _LOADERS = {
     "cython": load_cython_module,
     "numba": _load_numba,
+    "cuda": load_cuda,
     "numpy": _load_numpy,
 }
 

@@ -52,6 +52,16 @@ def check_ignore_index(ignore_index):
         raise TypeError(f"ignore_index must be an integer; got {ignore_index!r}") from None
 
 
+def is_cuda_array(x):
+    """Whether ``x`` lives on a CUDA device (decided without importing CUDA)."""
+    module = type(x).__module__
+    if module.startswith("torch"):
+        return bool(getattr(x, "is_cuda", False))
+    if module.startswith(("numba.cuda", "numba_cuda")):
+        return hasattr(x, "copy_to_host")
+    return hasattr(type(x), "__cuda_array_interface__")
+
+
 def as_array(x, name):
     """``x`` as a NumPy array, sharing memory where the source allows."""
     if isinstance(x, np.ndarray):

@@ -1,0 +1,332 @@
+"""The public functions on CUDA arrays (see ``_api.py`` for the semantics).
+
+Shapes and dtypes are checked on the host; class labels and probabilities
+are checked on the device, and only the verdict (two numbers) is read back,
+so an error is raised before any caller array is written. Everything else is
+issued on the caller's stream without waiting: a reduced loss is a 0-d device
+array. Inputs are used in place; results are arrays of the input's library.
+"""
+
+import math
+
+import numpy as np
+
+from .. import _validation as v
+from . import _launch as L
+from ._arrays import BF16, DeviceArray, is_cuda_array, overlaps, same_view, to_device
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _compute(arr):
+    """The compute dtype of a float CUDA array (float32 for 16-bit floats)."""
+    if arr.dtype == BF16 or arr.dtype == np.float16:
+        return np.dtype(np.float32)
+    if arr.dtype in FLOATS:
+        return arr.dtype
+    raise TypeError(f"{arr.name} on a CUDA device must be float16, bfloat16, float32 or "
+                    f"float64; got dtype {arr.dtype}")
+
+
+def _divide(a, b):
+    if b != 0:
+        return a / b
+    return math.nan if a == 0 or a != a else math.copysign(math.inf, a)
+
+
+def _rows(arr, axis=-1):
+    """A CUDA array as (rows, n_classes) with the class axis ``axis`` last."""
+    nb = arr.nb
+    if nb.ndim == 0:
+        raise ValueError(f"{arr.name} must have at least one dimension; got a scalar")
+    axis = v.check_axis(axis, nb.ndim, arr.name)
+    if axis != nb.ndim - 1:
+        raise ValueError(f"on a CUDA device the class axis must be the last one; got axis "
+                         f"{axis} of shape {arr.shape} (move it last, e.g. with movedim)")
+    if nb.ndim == 2:
+        return nb
+    if nb.ndim > 2 and not nb.is_c_contiguous():
+        raise ValueError(f"{arr.name} of shape {arr.shape} on a CUDA device must be "
+                         f"C-contiguous to be read as rows (e.g. .contiguous())")
+    return nb.reshape(-1, arr.shape[-1]) if nb.size else nb.reshape(
+        math.prod(arr.shape[:-1]), arr.shape[-1])
+
+
+def _out(out, x, dtype):
+    """The caller's ``out`` checked, as a DeviceArray."""
+    if not is_cuda_array(out):
+        raise TypeError(f"out must be a CUDA array for CUDA input; got {type(out).__name__}")
+    o = DeviceArray(out, "out")
+    if o.shape != x.shape:
+        raise ValueError(f"out must have shape {x.shape}; got shape {o.shape}")
+    if o.dtype != dtype:
+        raise ValueError(f"out must have dtype {dtype}; got dtype {o.dtype}")
+    return o
+
+
+def _result(x, out, dtype, reads):
+    """(the array returned, its rows the kernel writes, a copy to finish with).
+
+    The kernel writes into ``out`` when it overlaps no input, or is the
+    logits themselves, element for element; otherwise into a new array
+    that is copied to ``out`` afterwards."""
+    if out is None:
+        obj, nb = x.new(x.shape, dtype)
+        return obj, _rows_of(nb, x), None
+    o = _out(out, x, dtype)
+    direct = same_view(o.nb, x.nb) or not any(overlaps(o.nb, r) for r in (x.nb,) + reads)
+    if direct:
+        return out, _rows_of(o.nb, x), None
+    tmp_obj, tmp = x.new(x.shape, dtype)
+    return out, _rows_of(tmp, x), lambda: o.nb.copy_to_device(tmp, stream=x.stream)
+
+
+def _rows_of(nb, x):
+    return nb if nb.ndim == 2 else nb.reshape(-1, x.shape[-1])
+
+
+def _ones(x):
+    """A device array holding 1.0, written on x's stream."""
+    _, one = x.new((1,), np.float64)
+    L.fill(one, 1.0, x.stream)
+    return one
+
+
+def _grad_output(grad_output, x, shape):
+    """grad_output as a device array of 1 (scalar) or n values."""
+    if grad_output is None:
+        return _ones(x)
+    if is_cuda_array(grad_output):
+        g = DeviceArray(grad_output, "grad_output")
+        if g.shape not in ((), (1,), tuple(shape)):
+            raise ValueError(f"grad_output of shape {g.shape} does not fit the loss's "
+                             f"shape {tuple(shape)}")
+        if g.dtype in FLOATS and g.nb.is_c_contiguous():
+            return g.nb.reshape(max(1, g.nb.size))
+    arr = np.asarray(grad_output if not is_cuda_array(grad_output) else
+                     to_device(grad_output, x, np.float64, "grad_output").copy_to_host())
+    v.compute_dtype(arr, "grad_output")
+    if arr.shape not in ((), (1,), tuple(shape)):
+        raise ValueError(f"grad_output of shape {arr.shape} does not fit the loss's "
+                         f"shape {tuple(shape)}")
+    if arr.size == 1:  # a kernel writes it: no copy from pageable host memory
+        _, value = x.new((1,), np.float64)
+        L.fill(value, float(arr.reshape(())), x.stream)
+        return value
+    return to_device(arr.reshape(-1), x, np.float64, "grad_output")
+
+
+def _verdict(stats, x):
+    """The device's check result, read back (the one wait of a call)."""
+    host = stats.copy_to_host(stream=x.stream)
+    x.stream.synchronize()
+    return host
+
+
+def _reduce(values, factor, x, dtype):
+    loss, cell = x.scalar(dtype)
+    L.sum_into(values, factor, cell, 0, x.stream)
+    return loss
+
+
+def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
+                  return_grad, grad_output, out):
+    x = DeviceArray(input, "input")
+    compute = _compute(x)
+    if len(x.shape) not in (1, 2):
+        raise ValueError(f"on a CUDA device input must have shape (C,) or (N, C); got shape "
+                         f"{x.shape} (for (N, C, d1, ...) move the class axis last and "
+                         f"flatten the rest)")
+    z = _rows(x)
+    n_rows, n_classes = z.shape
+    if n_classes == 0:
+        raise ValueError(f"input must have at least one class; got shape {x.shape}")
+    if not return_grad and (grad_output is not None or out is not None):
+        raise ValueError("grad_output and out are used only with return_grad=True")
+    w = L.empty(compute)
+    if weight is not None:
+        w = to_device(_host_or_device_weight(weight, n_classes, compute), x, compute, "weight")
+    batch = x.shape[:-1]
+    on_device = is_cuda_array(target)
+    t = DeviceArray(target, "target") if on_device else None
+    host_target = None if on_device else v.as_array(target, "target")
+    t_dtype = t.dtype if on_device else host_target.dtype
+    probabilities = t_dtype == BF16 or np.dtype(t_dtype).kind == "f"
+    t_shape = t.shape if on_device else host_target.shape
+    if probabilities:
+        if t_shape != x.shape:
+            raise ValueError(f"target of floating dtype holds class probabilities and must "
+                             f"have input's shape {x.shape}; got shape {t_shape}")
+        probs = _rows(t) if on_device else to_device(
+            host_target.reshape(n_rows, n_classes), x, compute, "target")
+        denominator = n_rows
+    else:
+        if np.dtype(t_dtype).kind not in "iu":
+            raise TypeError(f"target must hold integer class indices or floating class "
+                            f"probabilities; got dtype {t_dtype}")
+        if t_shape != batch:
+            raise ValueError(f"target of class indices must have shape {batch} for input "
+                             f"of shape {x.shape}; got shape {t_shape}")
+        labels = (t.nb.reshape(max(1, t.nb.size)) if on_device and t.nb.is_c_contiguous()
+                  else to_device(host_target if host_target is not None else
+                                 t.nb.copy_to_host(), x, np.int64, "target").reshape(-1))
+        stats = _verdict(L.label_stats(labels, n_classes, ignore_index, w, x.stream,
+                                       new=x.allocator), x)
+        if stats[0] < np.inf:
+            bad = int(stats[0])
+            where = np.unravel_index(bad, t_shape)
+            value = labels[bad:bad + 1].copy_to_host(stream=x.stream)[0]
+            raise IndexError(f"target value {value} at index {tuple(map(int, where))} is "
+                             f"outside [0, {n_classes}) and is not ignore_index "
+                             f"({ignore_index})")
+        denominator = stats[1]
+    if return_grad:
+        loss_shape = batch if reduction == "none" else ()
+        go = _grad_output(grad_output, x, loss_shape) if reduction == "none" else \
+            _grad_output(grad_output, x, ())
+        inv_denom = _divide(1.0, denominator) if reduction == "mean" else 1.0
+        grad_dtype = x.dtype
+        if out is not None:
+            _out(out, x, grad_dtype)
+        grad, g, finish = _result(x, out, grad_dtype, (probs if probabilities else labels,))
+    else:
+        go, inv_denom, g, finish = L.empty(np.float64), 1.0, L.empty(x.nb.dtype, 2), None
+
+    # Everything is checked: from here on nothing raises.
+    if reduction == "none":
+        loss, loss_rows = x.new(batch, compute)
+        loss_rows = loss_rows.reshape(n_rows) if len(batch) == 0 else loss_rows
+    else:
+        _, loss_rows = x.new((n_rows,), np.float64)
+    if probabilities:
+        L.xent_probs(z, probs, w, label_smoothing, go, inv_denom, loss_rows, g, x.stream)
+    else:
+        L.xent_index(z, labels, w, label_smoothing, ignore_index, go, inv_denom, loss_rows, g,
+                     x.stream)
+    if reduction != "none":
+        factor = _divide(1.0, denominator) if reduction == "mean" else 1.0
+        loss = _reduce(loss_rows, factor, x, compute)
+    if finish is not None:
+        finish()
+    return (loss, grad) if return_grad else loss
+
+
+def _host_or_device_weight(weight, n_classes, compute):
+    if is_cuda_array(weight):
+        w = DeviceArray(weight, "weight")
+        if w.shape != (n_classes,):
+            raise ValueError(f"weight must have shape ({n_classes},); got shape {w.shape}")
+        return weight
+    return v.check_weight(weight, n_classes, compute)
+
+
+def transform(op, input, axis, out):
+    """log_softmax or softmax of a CUDA array along its last axis."""
+    x = DeviceArray(input, "input")
+    _compute(x)
+    z = _rows(x, axis)
+    result, rows, finish = _result(x, out, x.dtype, ())
+    L.transform(z, rows, op == "log_softmax", x.stream)
+    if finish is not None:
+        finish()
+    return result
+
+
+def logsumexp(input, axis):
+    x = DeviceArray(input, "input")
+    compute = _compute(x)
+    z = _rows(x, axis)
+    result, rows = x.new(x.shape[:-1], x.dtype)
+    L.logsumexp(z, rows.reshape(z.shape[0]) if rows.ndim != 1 else rows, x.stream)
+    return result
+
+
+def binary(from_logits, input, target, weight, pos_weight, reduction, return_grad,
+           grad_output, out):
+    """binary_cross_entropy(_with_logits) of CUDA arrays, elementwise."""
+    x = DeviceArray(input, "input")
+    compute = _compute(x)
+    t = DeviceArray(target, "target") if is_cuda_array(target) else None
+    if t is None:
+        host = v.as_array(target, "target")
+        if host.shape != x.shape:
+            raise ValueError(f"target must have input's shape {x.shape}; got shape {host.shape}")
+        flat_t = to_device(host.reshape(-1), x, compute, "target")
+    else:
+        _compute(t)
+        if t.shape != x.shape:
+            raise ValueError(f"target must have input's shape {x.shape}; got shape {t.shape}")
+        flat_t = _flat(t)
+    flat_x = _flat(x)
+    if not return_grad and (grad_output is not None or out is not None):
+        raise ValueError("grad_output and out are used only with return_grad=True")
+    w = _periodic(weight, x, compute, "weight")
+    pw = _periodic(pos_weight, x, compute, "pos_weight")
+    n = flat_x.size
+    if not from_logits:
+        for values, name in ((flat_x, "input"), (flat_t, "target")):
+            first = _verdict(L.first_outside_unit(values, x.stream, new=x.allocator), x)[0]
+            if first < np.inf:
+                bad = int(first)
+                value = values[bad:bad + 1].copy_to_host(stream=x.stream)[0]
+                v.check_unit_interval([value] * (bad + 1), bad, x.shape, name)
+    go = L.empty(np.float64)
+    scale = 0.0
+    if return_grad:
+        if reduction == "none":
+            scale = 1.0
+            if grad_output is not None:
+                go = _grad_output(grad_output, x, (n,))
+                go = go if go.size == n else None
+                if go is None:
+                    raise ValueError(f"grad_output must have input's shape {x.shape} or be "
+                                     f"a scalar with reduction='none'")
+        else:
+            g0 = _grad_output(grad_output, x, ())
+            if is_cuda_array(grad_output):  # a device scalar scales on the device
+                go = g0
+                scale = _divide(1.0, n) if reduction == "mean" else 1.0
+            else:
+                upstream = v.check_scalar_grad_output(grad_output)
+                scale = _divide(upstream, n) if reduction == "mean" else upstream
+        grad, g, finish = _result(x, out, x.dtype, (flat_t, w, pw))
+        g = g.reshape(n) if g.size else L.empty(x.nb.dtype)
+    else:
+        g, finish = L.empty(x.nb.dtype), None
+
+    # Everything is checked: from here on nothing raises.
+    _, block_sums = x.new((L.n_chunks(n),), np.float64)
+    if reduction == "none":
+        loss, loss_flat = x.new(x.shape, compute)
+        loss_flat = loss_flat.reshape(n)
+    else:
+        loss_flat = L.empty(compute)
+    L.bce(flat_x, flat_t, w, pw, from_logits, scale, go, block_sums, loss_flat, g, x.stream)
+    if reduction != "none":
+        loss = _reduce(block_sums, _divide(1.0, n) if reduction == "mean" else 1.0, x, compute)
+    if finish is not None:
+        finish()
+    return (loss, grad) if return_grad else loss
+
+
+def _flat(arr):
+    if not arr.nb.is_c_contiguous():
+        raise ValueError(f"{arr.name} on a CUDA device must be C-contiguous for the binary "
+                         f"losses (e.g. .contiguous())")
+    return arr.nb.reshape(arr.nb.size)
+
+
+def _periodic(weight, x, compute, name):
+    """As ``_api._periodic``: a flat array whose entry j % len weights element j."""
+    if weight is None:
+        return L.empty(compute)
+    if is_cuda_array(weight):
+        w = DeviceArray(weight, name)
+        if w.shape == x.shape[len(x.shape) - len(w.shape):] and w.nb.is_c_contiguous():
+            if w.dtype == x.dtype or (w.dtype in FLOATS and w.dtype == compute):
+                return w.nb.reshape(max(1, w.nb.size)) if w.nb.size else L.empty(compute)
+    from .._api import _periodic as host_periodic
+    host = weight
+    if is_cuda_array(weight):
+        host = to_device(weight, x, compute, name).copy_to_host()
+    return to_device(host_periodic(host, x.shape, compute, name), x, compute, name)
