@@ -186,8 +186,6 @@ def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothin
             _grad_output(grad_output, x, ())
         inv_denom = _divide(1.0, denominator) if reduction == "mean" else 1.0
         grad_dtype = x.dtype
-        if out is not None:
-            _out(out, x, grad_dtype)
         grad, g, finish = _result(x, out, grad_dtype, (probs if probabilities else labels,))
     else:
         go, inv_denom, g, finish = L.empty(np.float64), 1.0, L.empty(x.nb.dtype, 2), None
@@ -234,7 +232,7 @@ def transform(op, input, axis, out):
 
 def logsumexp(input, axis):
     x = DeviceArray(input, "input")
-    compute = _compute(x)
+    _compute(x)  # checks the dtype
     z = _rows(x, axis)
     result, rows = x.new(x.shape[:-1], x.dtype)
     L.logsumexp(z, rows.reshape(z.shape[0]) if rows.ndim != 1 else rows, x.stream)

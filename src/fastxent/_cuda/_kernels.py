@@ -23,7 +23,6 @@ shuffles, the butterfly exchanges through shared memory instead, in the same
 order; blocks are small there.
 """
 
-import functools
 import math
 
 import numpy as np
