@@ -710,16 +710,19 @@ def test_config_sets_defaults(backend, monkeypatch, rng):
         with fastxent.config(num_threads=3):                  # nesting keeps the backend
             fastxent.logsumexp(x)
         fastxent.softmax(x)
-    fastxent.cross_entropy(x, t, backend=backend)
+    fastxent.cross_entropy(x, t, backend=backend)        # small: one thread by default
+    big = np.zeros((512, 512))                              # PARALLEL_MIN_SIZE elements
+    fastxent.log_softmax(big, backend=backend)
     cores = _threads.usable_cores()
     assert calls == [("xent_index", backend, 1), ("log_softmax", backend, 1),
                      ("xent_index", backend, 2), ("logsumexp", backend, 3),
-                     ("softmax", backend, 1), ("xent_index", backend, cores)]
+                     ("softmax", backend, 1), ("xent_index", backend, 1),
+                     ("log_softmax", backend, cores)]
 
 
 def test_config_restored_after_exception_and_local_to_thread(backend, monkeypatch, rng):
     calls = _record_kernels(monkeypatch)
-    x, t = make_problem(rng, (5, 3), np.float64)
+    x, t = make_problem(rng, (1024, 256), np.float64)  # large enough for every core
     with pytest.raises(KeyError):
         with fastxent.config(num_threads=1, backend=backend):
             raise KeyError

@@ -27,10 +27,19 @@ def _device_module(array, backend):
     return _device
 
 
-def _kernel(op, backend, num_threads):
+# With num_threads left to fastxent, inputs smaller than this run on one thread:
+# they take well under a millisecond, where waking other threads costs more than
+# it gains, and idle OpenMP workers keep spinning for milliseconds afterwards,
+# stealing the cores from the caller's next NumPy (BLAS) or PyTorch call.
+PARALLEL_MIN_SIZE = 1 << 18
+
+
+def _kernel(op, backend, num_threads, size):
     backend = resolve_backend(backend)
     if num_threads is None:
         num_threads = get_defaults()["num_threads"]
+        if num_threads is None and size < PARALLEL_MIN_SIZE:
+            num_threads = 1
     num_threads = effective_num_threads(num_threads)
     return get_kernel(op, backend, num_threads), num_threads
 
@@ -206,7 +215,7 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         # where an infinite weight meets z = max as inf * 0; PyTorch's formula,
         # followed literally, gives its inf (or nan) instead.
         backend = "numpy"
-    kernel, num_threads = _kernel(op, backend, num_threads)
+    kernel, num_threads = _kernel(op, backend, num_threads, logits.size)
 
     # Everything is checked: from here on nothing raises.
     if return_grad:
@@ -393,7 +402,7 @@ def _binary(from_logits, input, target, weight, pos_weight, reduction, return_gr
     else:
         upstream = v.check_scalar_grad_output(grad_output)
         scale = _divide(upstream, n) if reduction == "mean" else upstream
-    kernel, num_threads = _kernel("bce", backend, num_threads)
+    kernel, num_threads = _kernel("bce", backend, num_threads, n)
     if not from_logits:
         for values, name in ((flat, "input"), (flat_target, "target")):
             v.check_unit_interval(values, first_outside_unit(values, num_threads), x.shape, name)
@@ -475,7 +484,7 @@ def _transform(op, input, axis, out, backend, num_threads):
     result_dtype = _result_dtype(array, compute)
     if out is not None:
         v.check_out(out, array.shape, result_dtype)
-    kernel, num_threads = _kernel(op, backend, num_threads)
+    kernel, num_threads = _kernel(op, backend, num_threads, array.size)
     rows = _rows(array, axis, compute)
     out_rows, finish = _output_rows(out, array.shape, axis, result_dtype, compute, rows)
     kernel(rows, out_rows, num_threads)
@@ -546,7 +555,7 @@ def logsumexp(input, axis=-1, *, backend="auto", num_threads=None):
     if array.ndim == 0:
         raise ValueError("input of logsumexp must have at least one dimension; got a scalar")
     axis = v.check_axis(axis, array.ndim, "input")
-    kernel, num_threads = _kernel("logsumexp", backend, num_threads)
+    kernel, num_threads = _kernel("logsumexp", backend, num_threads, array.size)
     rows = _rows(array, axis, compute)
     lse = np.empty(rows.shape[0], np.float64)
     kernel(rows, lse, num_threads)
