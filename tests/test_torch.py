@@ -473,3 +473,30 @@ def test_docstring_example():
     import doctest
     result = doctest.testmod(ft, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+@pytest.mark.parametrize("shape", ((64, 1000), (4, 10, 6)))
+@pytest.mark.parametrize("inplace", (False, True))
+def test_cuda_tensors_on_a_side_stream(dtype, shape, inplace):
+    gen = torch.Generator().manual_seed(5)
+    x = (3 * torch.randn(shape, generator=gen)).to(dtype)
+    target = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=gen)
+    target.view(-1)[::7] = -100
+    weight = torch.rand(shape[1], generator=gen) + 0.5
+    exact = _value_and_grad(F.cross_entropy, x.double(), target, weight.double(),
+                            label_smoothing=0.1, grad_loss=torch.tensor(1.0, dtype=torch.float64))
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        layer_input = x.cuda().requires_grad_()
+        logits = layer_input * 1  # a non-leaf, as the output of a layer would be
+        loss = ft.cross_entropy(logits, target.cuda(), weight.cuda().to(dtype),
+                                label_smoothing=0.1, inplace=inplace)
+        loss.backward()
+    stream.synchronize()
+    assert loss.dtype == layer_input.grad.dtype == dtype and loss.is_cuda
+    rtol = 1e-5 if dtype == torch.float32 else 2 ** -7
+    torch.testing.assert_close(loss.double().cpu(), exact[0], rtol=rtol, atol=0)
+    torch.testing.assert_close(layer_input.grad.double().cpu(), exact[1], rtol=0,
+                               atol=rtol * float(exact[1].abs().max()))
