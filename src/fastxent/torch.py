@@ -219,11 +219,7 @@ class _CrossEntropy(torch.autograd.Function):
                            backend=backend, num_threads=num_threads)
         if as_rows:
             loss = loss.reshape(target.shape) if reduction == "none" else loss
-            if grad is not None:
-                grad = _unrows(grad, input)
-                if inplace:
-                    input.detach().copy_(grad)
-                    grad = input.detach()
+            grad = None if grad is None else _unrows(grad, input)
         return _finish_forward(ctx, input, loss, grad, target_grad, inplace, axis)
 
     @staticmethod
@@ -286,6 +282,9 @@ def _finish_forward(ctx, input, loss, grad, target_grad, inplace, axis):
     """Keep the gradients for backward; the loss in ``input``'s dtype, as PyTorch."""
     ctx.inplace, ctx.class_axis = inplace, axis
     if inplace:
+        if grad.data_ptr() != input.data_ptr():
+            input.detach().copy_(grad)  # computed elsewhere: a bfloat16 copy, class-last rows
+        grad = input.detach()  # input's memory and version counter
         # Ops that saved the old values now fail in backward instead of reading gradients.
         torch.autograd.graph.increment_version(input)
     ctx.save_for_backward(grad, target_grad)
@@ -397,11 +396,6 @@ def _call(fn, input, *args, inplace=False, return_grad=None, **kwargs):
     loss = _from_core(loss)
     if grad is not None:
         grad = _from_core(grad)
-        if inplace and grad.data_ptr() != input.data_ptr():
-            input.detach().copy_(grad)  # the core could not write there directly
-            grad = input.detach()
-        elif inplace:
-            grad = input.detach()  # same memory; the tensor shares input's version counter
     return loss, grad
 
 
