@@ -830,18 +830,18 @@ def test_kernel_interface(backend, dtype, label_dtype, num_threads, rng):
 
     k = get_kernel("xent_index", backend, num_threads)
     loss, grad = np.empty(n), np.empty_like(z)
-    k(z, labels, w, 0.1, -100, scale, loss, grad, num_threads)
+    k(z, labels, w, 0.1, -100, 0.0, 0.0, scale, loss, grad, num_threads)
     e_loss, e_grad, _ = oracle_xent(z, labels, w, reduction="none", label_smoothing=0.1,
                                     grad_output=scale)
     np.testing.assert_allclose(loss, e_loss, **tol)
     np.testing.assert_allclose(grad, e_grad, **tol)
     loss_only = np.empty(n)   # an empty grad_out: loss only
-    k(z, labels, np.empty(0, dtype), 0.0, -100, scale, loss_only, np.empty((0, 0), dtype),
-      num_threads)
+    k(z, labels, np.empty(0, dtype), 0.0, -100, 0.0, 0.0, scale, loss_only,
+      np.empty((0, 0), dtype), num_threads)
     np.testing.assert_allclose(loss_only, oracle_xent(z, labels, reduction="none")[0], **tol)
 
     k = get_kernel("xent_probs", backend, num_threads)
-    k(z, probs, w, 0.2, scale, loss, grad, num_threads)
+    k(z, probs, w, 0.2, 0.0, 0.0, scale, loss, grad, num_threads)
     e_loss, e_grad, _ = oracle_xent(z, probs, w, reduction="none", label_smoothing=0.2,
                                     grad_output=scale)
     np.testing.assert_allclose(loss, e_loss, **tol)
@@ -859,7 +859,7 @@ def test_kernel_interface(backend, dtype, label_dtype, num_threads, rng):
     # grad_out may be the logits themselves.
     zz = z.copy()
     k = get_kernel("xent_index", backend, num_threads)
-    k(zz, labels, w, 0.1, -100, scale, loss, zz, num_threads)
+    k(zz, labels, w, 0.1, -100, 0.0, 0.0, scale, loss, zz, num_threads)
     e_loss, e_grad, _ = oracle_xent(z, labels, w, reduction="none", label_smoothing=0.1,
                                     grad_output=scale)
     np.testing.assert_allclose(zz, e_grad, **tol)

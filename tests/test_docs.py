@@ -5,10 +5,10 @@ import doctest
 import pytest
 
 import fastxent
-from fastxent import _api, _backends, _config
+from fastxent import _api, _backends, _config, _evaluate
 
 
-@pytest.mark.parametrize("module", [fastxent, _api, _backends, _config],
+@pytest.mark.parametrize("module", [fastxent, _api, _backends, _config, _evaluate],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

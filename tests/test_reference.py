@@ -95,7 +95,8 @@ def test_xent_index_kernel(rng, dtype, with_weight, label_smoothing, ignore_inde
     w = make_weight(rng, c, dtype) if with_weight else np.empty(0, dtype)
     scale = rng.standard_normal(n)
     loss, grad = np.empty(n), np.empty_like(z)
-    ref.xent_index_serial(z, labels, w, label_smoothing, ignore_index, scale, loss, grad, 1)
+    ref.xent_index_serial(z, labels, w, label_smoothing, ignore_index, 0.0, 0.0, scale, loss,
+                          grad, 1)
     exp_loss, exp_grad, _ = oracle_xent(z, labels, w if with_weight else None,
                                         ignore_index=ignore_index, reduction="none",
                                         label_smoothing=label_smoothing, grad_output=scale)
@@ -105,13 +106,14 @@ def test_xent_index_kernel(rng, dtype, with_weight, label_smoothing, ignore_inde
 
     # Loss only: an empty (0, 0) grad_out.
     loss2 = np.empty(n)
-    ref.xent_index_parallel(z, labels, w, label_smoothing, ignore_index, scale, loss2,
+    ref.xent_index_parallel(z, labels, w, label_smoothing, ignore_index, 0.0, 0.0, scale, loss2,
                             np.empty((0, 0), dtype), 2)
     np.testing.assert_array_equal(loss2, loss)
 
     # grad_out may be the logits themselves.
     loss3 = np.empty(n)
-    ref.xent_index_serial(z, labels, w, label_smoothing, ignore_index, scale, loss3, z, 1)
+    ref.xent_index_serial(z, labels, w, label_smoothing, ignore_index, 0.0, 0.0, scale, loss3,
+                          z, 1)
     np.testing.assert_array_equal(loss3, loss)
     np.testing.assert_array_equal(z, grad)
 
@@ -126,7 +128,7 @@ def test_xent_probs_kernel(rng, dtype, with_weight, label_smoothing):
     w = make_weight(rng, c, dtype) if with_weight else np.empty(0, dtype)
     scale = rng.standard_normal(n)
     loss, grad = np.empty(n), np.empty_like(z)
-    ref.xent_probs_serial(z, probs, w, label_smoothing, scale, loss, grad, 1)
+    ref.xent_probs_serial(z, probs, w, label_smoothing, 0.0, 0.0, scale, loss, grad, 1)
     exp_loss, exp_grad, _ = oracle_xent(z, probs, w if with_weight else None, reduction="none",
                                         label_smoothing=label_smoothing, grad_output=scale)
     np.testing.assert_allclose(loss, exp_loss, **TOL[dtype])

@@ -7,6 +7,7 @@
 
 from ._api import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
                    log_softmax, logsumexp, softmax)
+from ._evaluate import evaluate
 from ._backends import BackendStatus, BackendUnavailableError, available_backends
 from ._config import config
 
@@ -20,6 +21,7 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "config",
     "cross_entropy",
+    "evaluate",
     "log_softmax",
     "logsumexp",
     "softmax",

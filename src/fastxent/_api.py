@@ -125,8 +125,9 @@ def _output_rows(out, shape, axis, result_dtype, compute, logits_rows, others=()
 
 
 def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, return_grad=False, grad_output=None, out=None,
-                  backend="auto", num_threads=None):
+                  label_smoothing=0.0, sample_weight=None, z_loss=0.0, softcap=None,
+                  return_grad=False, grad_output=None, out=None, backend="auto",
+                  num_threads=None):
     """Cross-entropy between logits and targets, optionally with its gradient.
 
     Semantics of ``torch.nn.functional.cross_entropy``, computed by a fused
@@ -150,6 +151,20 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         targets (class indices) or by the number of samples (probabilities).
     label_smoothing : float in [0, 1], default 0
         Mixes the targets with the uniform distribution over the C classes.
+    sample_weight : array_like of the batch shape, optional
+        Multiplies each sample's loss (and gradient). With class indices,
+        "mean" divides by the sum of ``sample_weight * weight[target]`` over
+        the samples that are not ignored (by the sum of ``sample_weight`` for
+        probabilities): PyTorch's weighted mean, extended.
+    z_loss : float >= 0, default 0
+        Adds ``z_loss * lse**2`` to each counted sample's loss (lse the
+        log-sum-exp of its logits), as PaLM and Liger-Kernel's
+        ``lse_square_scale`` do. "mean" divides this term by the summed
+        ``sample_weight`` of the counted samples (their number), without the
+        class weights, as Liger-Kernel does.
+    softcap : float > 0, optional
+        Replaces the logits z by ``softcap * tanh(z / softcap)`` first (as in
+        Gemma 2); the gradient is with respect to the original logits.
     return_grad : bool, default False
         Also return d(loss)/d(input), computed in the same pass.
     grad_output : scalar or array_like, optional
@@ -180,25 +195,22 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     reduction = v.check_reduction(reduction)
     label_smoothing = v.check_label_smoothing(label_smoothing)
     ignore_index = v.check_ignore_index(ignore_index)
+    z_loss = v.check_z_loss(z_loss)
+    softcap = v.check_softcap(softcap)
     device = _device_module(input, backend)
     if device is not None:
         return device.cross_entropy(input, target, weight, ignore_index, reduction,
-                                    label_smoothing, return_grad, grad_output, out)
-    logits = v.as_array(input, "input")
-    compute = v.compute_dtype(logits, "input")
-    if logits.ndim == 0:
-        raise ValueError("input must have a class axis: shape (C,), (N, C) or "
-                         "(N, C, d1, ..., dk); got a scalar")
-    axis = 0 if logits.ndim == 1 else 1
+                                    label_smoothing, return_grad, grad_output, out,
+                                    sample_weight, z_loss, softcap)
+    logits, compute, axis, batch_shape, class_weight = _class_logits(input, "input", weight)
     n_classes = logits.shape[axis]
-    if n_classes == 0:
-        raise ValueError(f"input must have at least one class; got shape {logits.shape}")
-    batch_shape = _without(logits.shape, axis)
-
-    class_weight = (np.empty(0, compute) if weight is None
-                    else v.check_weight(weight, n_classes, compute))
     probabilities, target_rows, denominator = _targets(
         target, logits.shape, axis, ignore_index, class_weight, compute)
+    sample_rows = (None if sample_weight is None
+                   else v.check_sample_weight(sample_weight, batch_shape))
+    denominator, z_coef = _normalisation(probabilities, target_rows, class_weight,
+                                         ignore_index, sample_rows, denominator, z_loss,
+                                         reduction)
     grad_dtype = _result_dtype(logits, compute)
     if not return_grad and (grad_output is not None or out is not None):
         raise ValueError("grad_output and out are used only with return_grad=True")
@@ -208,6 +220,8 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     n_rows = rows.shape[0]
     grad_scale = _grad_scale(return_grad, reduction, grad_output, batch_shape, n_rows,
                              denominator)
+    if return_grad and sample_rows is not None:
+        grad_scale = grad_scale * sample_rows
     op = "xent_probs" if probabilities else "xent_index"
     if (weight is not None and resolve_backend(backend) != "numpy"
             and not np.isfinite(class_weight).all()):
@@ -225,11 +239,13 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         grad_rows = np.empty((0, 0), compute)
     loss_rows = np.empty(n_rows, np.float64)
     if probabilities:
-        kernel(rows, target_rows, class_weight, label_smoothing, grad_scale,
+        kernel(rows, target_rows, class_weight, label_smoothing, z_coef, softcap, grad_scale,
                loss_rows, grad_rows, num_threads)
     else:
-        kernel(rows, target_rows, class_weight, label_smoothing, ignore_index,
-               grad_scale, loss_rows, grad_rows, num_threads)
+        kernel(rows, target_rows, class_weight, label_smoothing, ignore_index, z_coef,
+               softcap, grad_scale, loss_rows, grad_rows, num_threads)
+    if sample_rows is not None:
+        loss_rows *= sample_rows
 
     if reduction == "none":
         loss = loss_rows.astype(compute).reshape(batch_shape)
@@ -237,6 +253,23 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         total = float(np.sum(loss_rows))
         loss = compute.type(_divide(total, denominator) if reduction == "mean" else total)
     return (loss, finish()) if return_grad else loss
+
+
+def _class_logits(input, name, weight):
+    """(logits as an array, compute dtype, class axis, batch shape, class weights
+    or an empty array): checked."""
+    logits = v.as_array(input, name)
+    compute = v.compute_dtype(logits, name)
+    if logits.ndim == 0:
+        raise ValueError(f"{name} must have a class axis: shape (C,), (N, C) or "
+                         "(N, C, d1, ..., dk); got a scalar")
+    axis = 0 if logits.ndim == 1 else 1
+    n_classes = logits.shape[axis]
+    if n_classes == 0:
+        raise ValueError(f"{name} must have at least one class; got shape {logits.shape}")
+    class_weight = (np.empty(0, compute) if weight is None
+                    else v.check_weight(weight, n_classes, compute))
+    return logits, compute, axis, _without(logits.shape, axis), class_weight
 
 
 def _targets(target, shape, axis, ignore_index, class_weight, compute):
@@ -258,6 +291,32 @@ def _targets(target, shape, axis, ignore_index, class_weight, compute):
         raise ValueError(f"target of class indices must have shape {_without(shape, axis)} "
                          f"for input of shape {shape}; got shape {target.shape}")
     return (False,) + _class_indices(target, n_classes, ignore_index, class_weight)
+
+
+def _normalisation(probabilities, target_rows, class_weight, ignore_index, sample_rows,
+                   denominator, z_loss, reduction):
+    """(the mean's denominator, the z-loss coefficient the kernel applies).
+
+    The mean is sum(sw loss) / D1 with D1 the summed sw w[y] of the counted
+    samples, and its z-loss term z_loss sum(sw lse**2) / D2 with D2 their
+    summed sw: the kernel gets z_loss D1 / D2, so that one division by D1
+    does both. D1 = D2 without class weights, and for probabilities.
+    """
+    weighted = class_weight.size != 0 and not probabilities
+    if sample_rows is not None:
+        if probabilities:
+            denominator = float(np.sum(sample_rows))
+        else:
+            kept = target_rows != ignore_index
+            counted = sample_rows[kept]
+            denominator = float(np.sum(counted * class_weight[target_rows[kept]] if weighted
+                                       else counted))
+    if not (z_loss and weighted and reduction == "mean"):
+        return denominator, z_loss
+    kept = target_rows != ignore_index
+    counted = (float(np.count_nonzero(kept)) if sample_rows is None
+               else float(np.sum(sample_rows[kept])))
+    return denominator, z_loss * _divide(denominator, counted)
 
 
 def _grad_scale(return_grad, reduction, grad_output, batch_shape, n_rows, denominator):

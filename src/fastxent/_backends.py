@@ -16,7 +16,8 @@ import numpy as np
 from ._config import get_defaults
 from ._validation import check_backend_name
 
-KERNEL_OPS = ("xent_index", "xent_probs", "bce", "log_softmax", "softmax", "logsumexp")
+KERNEL_OPS = ("xent_index", "xent_probs", "evaluate", "bce", "log_softmax", "softmax",
+              "logsumexp")
 KERNEL_LABEL_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 BackendStatus = namedtuple("BackendStatus", ["available", "detail"])

@@ -12,6 +12,21 @@ arguments, already validated by the API layer:
 - ``loss_out``: (n_rows,) float64, receives each row's loss.
 - ``grad_out``: (n_rows, n_classes) of the logits' dtype, receives the
   gradient; an empty (0, 0) array means "loss only". It may be ``logits``.
+- ``softcap``: 0.0 for none; else c > 0, and every logit z is replaced by
+  ``c * tanh(z / c)`` before anything else (its gradient is multiplied by
+  ``1 - tanh(z / c)**2``).
+- ``z_loss``: >= 0; each row that has a target gets ``z_loss * lse**2`` added
+  to its loss (lse of the capped logits) and ``2 z_loss lse softmax(z)`` to
+  its gradient (times ``grad_scale``).
+
+``evaluate`` reads (logits, labels, class_weight, ignore_index) and writes,
+for each row, into float64 ``loss_out`` (w_y (lse - z_y), 0 where ignored),
+``lse_out`` (as ``logsumexp``), ``entropy_out`` (-sum p log p), and int64
+``argmax_out`` (``np.argmax`` of the row: the first maximum, or the first
+NaN) and ``rank_out`` (how many classes come before the target when the row
+is sorted as ``np.argsort(row, kind="stable")[::-1]`` sorts it: by value
+descending, NaN first, ties broken by the larger index; n_classes where
+ignored).
 
 The binary cross-entropy kernel ``bce`` is elementwise over flat arrays:
 ``input`` and ``target`` (n,) of one float dtype; ``weight`` and
@@ -71,18 +86,37 @@ def _serial_and_parallel(kernel):
     return run, run
 
 
-def _xent_index(logits, labels, class_weight, label_smoothing, ignore_index,
-                grad_scale, loss_out, grad_out, num_threads):
-    """PyTorch's formula: (1 - eps) w_y (-logp_y) + eps / C sum_c w_c (-logp_c)."""
+def _capped(logits, softcap):
+    """(logits after the soft cap, d(capped)/d(logits)); (logits, None) without one."""
+    if not softcap:
+        return logits, None
+    t = np.tanh(logits / softcap)
+    return softcap * t, 1.0 - t * t
+
+
+def _lse_rows(z):
+    """logsumexp of each row of z (an infinite max is subtracted, as log_softmax does)."""
+    m = np.max(z, axis=1)
+    return m + np.log(np.sum(np.exp(z - m[:, None]), axis=1))
+
+
+def _xent_index(logits, labels, class_weight, label_smoothing, ignore_index, z_loss,
+                softcap, grad_scale, loss_out, grad_out, num_threads):
+    """PyTorch's formula: (1 - eps) w_y (-logp_y) + eps / C sum_c w_c (-logp_c),
+    plus z_loss lse**2."""
     n_rows, n_classes = logits.shape
     eps = label_smoothing
     w = class_weight if class_weight.size else np.ones(n_classes, logits.dtype)
     rows = np.flatnonzero(labels != ignore_index)
     y = labels[rows]
-    logp = _log_softmax_rows(logits[rows])
+    z, dcap = _capped(logits[rows], softcap)
+    logp = _log_softmax_rows(z)
     loss = -(1.0 - eps) * w[y] * logp[np.arange(rows.size), y]
     if eps:  # only then do the other classes' weights take part (a nan weight stays out)
         loss = loss - eps / n_classes * np.sum(w * logp, axis=1)
+    if z_loss:
+        lse = _lse_rows(z)
+        loss = loss + z_loss * lse * lse
     loss_out[:] = 0.0
     loss_out[rows] = loss
     if grad_out.size:
@@ -92,21 +126,58 @@ def _xent_index(logits, labels, class_weight, label_smoothing, ignore_index,
         if eps:
             v += eps / n_classes * w
         total = np.sum(v, axis=1, keepdims=True)
+        if z_loss:
+            total = total + 2.0 * z_loss * lse[:, None]
+        grad = grad_scale[rows, None] * (total * np.exp(logp) - v)
         grad_out[:] = 0.0
-        grad_out[rows] = grad_scale[rows, None] * (total * np.exp(logp) - v)
+        grad_out[rows] = grad if dcap is None else grad * dcap
 
 
-def _xent_probs(logits, probs, class_weight, label_smoothing, grad_scale,
+def _xent_probs(logits, probs, class_weight, label_smoothing, z_loss, softcap, grad_scale,
                 loss_out, grad_out, num_threads):
-    """PyTorch's formula: -sum_c w_c q_c logp_c with q = (1 - eps) t + eps / C."""
+    """PyTorch's formula: -sum_c w_c q_c logp_c with q = (1 - eps) t + eps / C,
+    plus z_loss lse**2."""
     n_classes = logits.shape[1]
     q = probs * (1.0 - label_smoothing) + label_smoothing / n_classes
     v = q if class_weight.size == 0 else q * class_weight
-    logp = _log_softmax_rows(logits)
-    loss_out[:] = -np.sum(v * logp, axis=1)  # 0 * -inf is nan, as in PyTorch
+    z, dcap = _capped(logits, softcap)
+    logp = _log_softmax_rows(z)
+    loss = -np.sum(v * logp, axis=1)  # 0 * -inf is nan, as in PyTorch
+    if z_loss:
+        lse = _lse_rows(z)
+        loss = loss + z_loss * lse * lse
+    loss_out[:] = loss
     if grad_out.size:
         total = np.sum(v, axis=1, keepdims=True)
-        grad_out[:] = grad_scale[:, None] * (total * np.exp(logp) - v)
+        if z_loss:
+            total = total + 2.0 * z_loss * lse[:, None]
+        grad = grad_scale[:, None] * (total * np.exp(logp) - v)
+        grad_out[:] = grad if dcap is None else grad * dcap
+
+
+def _evaluate(logits, labels, class_weight, ignore_index, loss_out, lse_out, entropy_out,
+              argmax_out, rank_out, num_threads):
+    """Each row's loss, logsumexp, entropy, argmax and the target's rank."""
+    n_rows, n_classes = logits.shape
+    w = class_weight if class_weight.size else np.ones(n_classes, logits.dtype)
+    _logsumexp(logits, lse_out, num_threads)
+    logp = _log_softmax_rows(logits)
+    p = np.exp(logp)
+    entropy_out[:] = -np.sum(np.where(p == 0, 0.0, p * logp), axis=1)  # 0 log 0 = 0
+    argmax_out[:] = np.argmax(logits, axis=1) if n_classes else 0
+    kept = labels != ignore_index
+    rows = np.flatnonzero(kept)
+    y = labels[rows]
+    loss_out[:] = 0.0
+    loss_out[rows] = -w[y] * logp[rows, y]
+    z = logits[rows]
+    zy = z[np.arange(rows.size), y][:, None]
+    z_nan, zy_nan = np.isnan(z), np.isnan(zy)
+    above = (z > zy) | (z_nan & ~zy_nan)
+    tie = (z == zy) | (z_nan & zy_nan)
+    later = np.arange(n_classes) > y[:, None]
+    rank_out[:] = n_classes
+    rank_out[rows] = np.sum(above | (tie & later), axis=1)
 
 
 # The floor of x (1 - x) in PyTorch's gradient: 1e-12, as a float32.
@@ -161,6 +232,7 @@ def _logsumexp(logits, lse_out, num_threads):
 
 xent_index_serial, xent_index_parallel = _serial_and_parallel(_xent_index)
 xent_probs_serial, xent_probs_parallel = _serial_and_parallel(_xent_probs)
+evaluate_serial, evaluate_parallel = _serial_and_parallel(_evaluate)
 bce_serial, bce_parallel = _serial_and_parallel(_bce)
 log_softmax_serial, log_softmax_parallel = _serial_and_parallel(_log_softmax)
 softmax_serial, softmax_parallel = _serial_and_parallel(_softmax)

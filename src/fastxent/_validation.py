@@ -161,3 +161,59 @@ def check_unit_interval(flat, first_bad, shape, name):
         where = tuple(int(i) for i in np.unravel_index(first_bad, shape))
         raise ValueError(f"{name} of binary_cross_entropy must hold values in [0, 1]; "
                          f"got {flat[first_bad]} at index {where}")
+
+
+def check_z_loss(z_loss):
+    try:
+        value = float(z_loss)
+    except (TypeError, ValueError):
+        raise TypeError(f"z_loss must be a number >= 0; got {z_loss!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"z_loss must be a finite number >= 0; got {z_loss!r}")
+    return value
+
+
+def check_softcap(softcap):
+    """None (no cap) as 0.0, the kernels' 'off'; else a finite number > 0."""
+    if softcap is None:
+        return 0.0
+    try:
+        value = float(softcap)
+    except (TypeError, ValueError):
+        raise TypeError(f"softcap must be None or a number > 0; got {softcap!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise ValueError(f"softcap must be None or a finite number > 0; got {softcap!r}")
+    return value
+
+
+def check_sample_weight(sample_weight, batch_shape):
+    """``sample_weight`` as a flat float64 array, one value per row of the batch."""
+    arr = as_array(sample_weight, "sample_weight")
+    compute_dtype(arr, "sample_weight")
+    if arr.shape != tuple(batch_shape):
+        raise ValueError(f"sample_weight must have the target's shape {tuple(batch_shape)} "
+                         f"(one weight per sample); got shape {arr.shape}")
+    return np.ascontiguousarray(arr, np.float64).reshape(-1)
+
+
+def check_topk(topk):
+    """``topk`` as a tuple of distinct positive integers, in the order given."""
+    values = (topk,) if isinstance(topk, numbers.Integral) else topk
+    try:
+        values = [operator.index(k) for k in values]
+    except TypeError:
+        raise TypeError(f"topk must be a positive integer or a sequence of them; "
+                        f"got {topk!r}") from None
+    if any(k < 1 for k in values):
+        raise ValueError(f"topk values must be >= 1; got {topk!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def check_chunk_rows(chunk_rows):
+    if chunk_rows is None:
+        return None
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral):
+        raise TypeError(f"chunk_rows must be None or a positive integer; got {chunk_rows!r}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be None or a positive integer; got {chunk_rows}")
+    return int(chunk_rows)

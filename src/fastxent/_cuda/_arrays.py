@@ -108,13 +108,14 @@ def to_device(values, like, dtype, name):
         arr = DeviceArray(values, name)
         if arr.dtype == np.dtype(dtype) and arr.nb.is_c_contiguous():
             return arr.nb
-        host = _host_copy(arr)
+        host = host_copy(arr)
     else:
         host = np.asarray(values)
     return cuda.to_device(np.ascontiguousarray(host, dtype), stream=like.stream)
 
 
-def _host_copy(arr):
+def host_copy(arr):
+    """A DeviceArray's values in a NumPy array (bfloat16 as float32); waits."""
     if arr.dtype == BF16:
         bits = arr.nb.copy_to_host(stream=arr.stream).astype(np.uint32) << 16
         arr.stream.synchronize()

@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import _validation as v
 from . import _launch as L
-from ._arrays import BF16, DeviceArray, is_cuda_array, overlaps, same_view, to_device
+from ._arrays import (BF16, DeviceArray, host_copy, is_cuda_array, overlaps, same_view,
+                      to_device)
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -129,8 +130,8 @@ def _reduce(values, factor, x, dtype):
     return loss
 
 
-def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                  return_grad, grad_output, out):
+def _logits(input):
+    """(DeviceArray, compute dtype, (rows, n_classes) view) of CUDA logits."""
     x = DeviceArray(input, "input")
     compute = _compute(x)
     if len(x.shape) not in (1, 2):
@@ -138,55 +139,136 @@ def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothin
                          f"{x.shape} (for (N, C, d1, ...) move the class axis last and "
                          f"flatten the rest)")
     z = _rows(x)
-    n_rows, n_classes = z.shape
-    if n_classes == 0:
+    if z.shape[1] == 0:
         raise ValueError(f"input must have at least one class; got shape {x.shape}")
+    return x, compute, z
+
+
+def _class_weight(weight, x, n_classes, compute):
+    if weight is None:
+        return L.empty(compute)
+    return to_device(_host_or_device_weight(weight, n_classes, compute), x, compute, "weight")
+
+
+class _Target:
+    """A target on the device (``dev``) or the host (``host``): its dtype and shape."""
+
+    def __init__(self, target):
+        self.on_device = is_cuda_array(target)
+        self.dev = DeviceArray(target, "target") if self.on_device else None
+        self.host = None if self.on_device else v.as_array(target, "target")
+        self.dtype = self.dev.dtype if self.on_device else self.host.dtype
+        self.shape = self.dev.shape if self.on_device else self.host.shape
+        self.probabilities = self.dtype == BF16 or np.dtype(self.dtype).kind == "f"
+
+    def check_indices(self, batch, x):
+        if np.dtype(self.dtype).kind not in "iu":
+            raise TypeError(f"target must hold integer class indices or floating class "
+                            f"probabilities; got dtype {self.dtype}")
+        if self.shape != batch:
+            raise ValueError(f"target of class indices must have shape {batch} for input "
+                             f"of shape {x.shape}; got shape {self.shape}")
+
+
+def _labels(t, x, n_classes, ignore_index, w, sw):
+    """Class-index targets as a flat device array, checked on the device:
+    (labels, sum of sw w_y, sum of sw) over the rows not ignored (sw, w = 1
+    where empty). IndexError names the first bad label."""
+    nb = t.dev.nb if t.on_device else None
+    labels = (nb.reshape(nb.size) if nb is not None and nb.is_c_contiguous()
+              else to_device(t.host if nb is None else nb.copy_to_host(), x, np.int64,
+                             "target").reshape(-1))
+    stats = _verdict(L.label_stats(labels, n_classes, ignore_index, w, sw, x.stream,
+                                   new=x.allocator), x)
+    if stats[0] < np.inf:
+        bad = int(stats[0])
+        where = np.unravel_index(bad, t.shape)
+        value = labels[bad:bad + 1].copy_to_host(stream=x.stream)[0]
+        raise IndexError(f"target value {value} at index {tuple(map(int, where))} is "
+                         f"outside [0, {n_classes}) and is not ignore_index "
+                         f"({ignore_index})")
+    return labels, float(stats[1]), float(stats[2])
+
+
+SAMPLE_WEIGHT_DTYPES = FLOATS + (np.dtype(np.float16), BF16)
+
+
+def _sample_weight(sample_weight, x, batch):
+    """sample_weight as (a flat device array of one value per row, of any
+    float dtype the kernels read, or an empty one for None; its float64
+    host copy where it came from the host, else None)."""
+    if sample_weight is None:
+        return L.empty(np.float64), None
+    n_rows = math.prod(batch)
+    if is_cuda_array(sample_weight):
+        s = DeviceArray(sample_weight, "sample_weight")
+        _check_sample_weight_shape(s.shape, batch)
+        if s.dtype in SAMPLE_WEIGHT_DTYPES and s.nb.is_c_contiguous():
+            return (s.nb.reshape(n_rows) if n_rows else L.empty(np.float64)), None
+    host = _host_sample_weight(sample_weight, batch)
+    return (to_device(host, x, np.float64, "sample_weight") if n_rows
+            else L.empty(np.float64)), host
+
+
+def _host_sample_weight(sample_weight, batch):
+    """sample_weight (host or CUDA array of the batch shape) as a flat float64
+    host array."""
+    if is_cuda_array(sample_weight):
+        s = DeviceArray(sample_weight, "sample_weight")
+        _check_sample_weight_shape(s.shape, batch)
+        sample_weight = host_copy(s)
+    return v.check_sample_weight(sample_weight, batch)
+
+
+def _check_sample_weight_shape(shape, batch):
+    """The shape check of ``v.check_sample_weight``, before any copy."""
+    if tuple(shape) != tuple(batch):
+        raise ValueError(f"sample_weight must have the target's shape {tuple(batch)} "
+                         f"(one weight per sample); got shape {tuple(shape)}")
+
+
+def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
+                  return_grad, grad_output, out, sample_weight=None, z_loss=0.0, softcap=0.0):
+    """cross_entropy of CUDA logits. Rows weighted by sample_weight (sw) and
+    the z-loss are normalised as the CPU path does: "mean" is
+    sum(sw CE) / D1 + z_loss sum(sw lse**2) / D2, with D1 = sum(sw w_y) and
+    D2 = sum(sw) over the rows not ignored, so the kernels get z_loss D1 / D2
+    and the factor 1 / D1."""
+    x, compute, z = _logits(input)
+    n_rows, n_classes = z.shape
+    z_loss = float(z_loss)
+    softcap = float(softcap or 0.0)
     if not return_grad and (grad_output is not None or out is not None):
         raise ValueError("grad_output and out are used only with return_grad=True")
-    w = L.empty(compute)
-    if weight is not None:
-        w = to_device(_host_or_device_weight(weight, n_classes, compute), x, compute, "weight")
+    w = _class_weight(weight, x, n_classes, compute)
     batch = x.shape[:-1]
-    on_device = is_cuda_array(target)
-    t = DeviceArray(target, "target") if on_device else None
-    host_target = None if on_device else v.as_array(target, "target")
-    t_dtype = t.dtype if on_device else host_target.dtype
-    probabilities = t_dtype == BF16 or np.dtype(t_dtype).kind == "f"
-    t_shape = t.shape if on_device else host_target.shape
-    if probabilities:
-        if t_shape != x.shape:
+    t = _Target(target)
+    sw, host_sw = _sample_weight(sample_weight, x, batch)
+    if t.probabilities:
+        if t.shape != x.shape:
             raise ValueError(f"target of floating dtype holds class probabilities and must "
-                             f"have input's shape {x.shape}; got shape {t_shape}")
-        probs = _rows(t) if on_device else to_device(
-            host_target.reshape(n_rows, n_classes), x, compute, "target")
+                             f"have input's shape {x.shape}; got shape {t.shape}")
+        probs = _rows(t.dev) if t.on_device else to_device(
+            t.host.reshape(n_rows, n_classes), x, compute, "target")
         denominator = n_rows
+        if sample_weight is not None and reduction == "mean":
+            denominator = (float(np.sum(host_sw)) if host_sw is not None
+                           else _device_sum(sw, x))
+        z_kernel = z_loss  # D1 = D2
     else:
-        if np.dtype(t_dtype).kind not in "iu":
-            raise TypeError(f"target must hold integer class indices or floating class "
-                            f"probabilities; got dtype {t_dtype}")
-        if t_shape != batch:
-            raise ValueError(f"target of class indices must have shape {batch} for input "
-                             f"of shape {x.shape}; got shape {t_shape}")
-        labels = (t.nb.reshape(max(1, t.nb.size)) if on_device and t.nb.is_c_contiguous()
-                  else to_device(host_target if host_target is not None else
-                                 t.nb.copy_to_host(), x, np.int64, "target").reshape(-1))
-        stats = _verdict(L.label_stats(labels, n_classes, ignore_index, w, x.stream,
-                                       new=x.allocator), x)
-        if stats[0] < np.inf:
-            bad = int(stats[0])
-            where = np.unravel_index(bad, t_shape)
-            value = labels[bad:bad + 1].copy_to_host(stream=x.stream)[0]
-            raise IndexError(f"target value {value} at index {tuple(map(int, where))} is "
-                             f"outside [0, {n_classes}) and is not ignore_index "
-                             f"({ignore_index})")
-        denominator = stats[1]
+        t.check_indices(batch, x)
+        labels, denominator, kept = _labels(t, x, n_classes, ignore_index, w, sw)
+        # the z-loss is not weighted by class weight: its sum is divided by D2
+        z_kernel = (z_loss * _divide(denominator, kept) if z_loss != 0.0
+                    and reduction == "mean" else z_loss)
     if return_grad:
         loss_shape = batch if reduction == "none" else ()
         go = _grad_output(grad_output, x, loss_shape) if reduction == "none" else \
             _grad_output(grad_output, x, ())
         inv_denom = _divide(1.0, denominator) if reduction == "mean" else 1.0
         grad_dtype = x.dtype
-        grad, g, finish = _result(x, out, grad_dtype, (probs if probabilities else labels,))
+        grad, g, finish = _result(x, out, grad_dtype,
+                                  (probs if t.probabilities else labels, sw))
     else:
         go, inv_denom, g, finish = L.empty(np.float64), 1.0, L.empty(x.nb.dtype, 2), None
 
@@ -196,17 +278,58 @@ def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothin
         loss_rows = loss_rows.reshape(n_rows) if len(batch) == 0 else loss_rows
     else:
         _, loss_rows = x.new((n_rows,), np.float64)
-    if probabilities:
-        L.xent_probs(z, probs, w, label_smoothing, go, inv_denom, loss_rows, g, x.stream)
+    if t.probabilities:
+        L.xent_probs(z, probs, w, label_smoothing, z_kernel, softcap, go, sw, inv_denom,
+                     loss_rows, g, x.stream)
     else:
-        L.xent_index(z, labels, w, label_smoothing, ignore_index, go, inv_denom, loss_rows, g,
-                     x.stream)
+        L.xent_index(z, labels, w, label_smoothing, ignore_index, z_kernel, softcap, go, sw,
+                     inv_denom, loss_rows, g, x.stream)
     if reduction != "none":
         factor = _divide(1.0, denominator) if reduction == "mean" else 1.0
         loss = _reduce(loss_rows, factor, x, compute)
     if finish is not None:
         finish()
     return (loss, grad) if return_grad else loss
+
+
+def _device_sum(values, x):
+    """sum(values) of a device array, read back (a wait)."""
+    _, cell = x.new((1,), np.float64)
+    L.sum_into(values, 1.0, cell, 0, x.stream)
+    return float(_verdict(cell, x)[0])
+
+
+def evaluate_rows(input, target, weight, ignore_index, sample_weight):
+    """The evaluate kernel on CUDA logits with class-index targets: a dict of
+    host NumPy arrays, one entry per row: "labels" (int64), "loss", "lse",
+    "entropy" (float64), "argmax", "rank" (int64), "sample_weight" (float64,
+    or None); and "class_weight", the (n_classes,) float64 weights the loss
+    used (or None). The API reduces them."""
+    x, compute, z = _logits(input)
+    n_rows, n_classes = z.shape
+    w = _class_weight(weight, x, n_classes, compute)
+    batch = x.shape[:-1]
+    t = _Target(target)
+    if t.probabilities:
+        raise TypeError(f"target must hold integer class indices here; got dtype {t.dtype}")
+    t.check_indices(batch, x)
+    host_sw = (None if sample_weight is None
+               else _host_sample_weight(sample_weight, batch))
+    labels, _, _ = _labels(t, x, n_classes, ignore_index, w, L.empty(np.float64))
+
+    # Everything is checked: from here on nothing raises.
+    outs = [x.allocator((n_rows,), dtype, x.stream)
+            for dtype in (np.float64, np.float64, np.float64, np.int64, np.int64)]
+    L.evaluate(z, labels, w, ignore_index, *outs, x.stream)
+    loss, lse, entropy, argmax, rank = (o.copy_to_host(stream=x.stream) for o in outs)
+    host_labels = (np.asarray(t.host).reshape(-1) if not t.on_device
+                   else labels.copy_to_host(stream=x.stream))
+    host_w = None if weight is None else w.copy_to_host(stream=x.stream)
+    x.stream.synchronize()
+    return {"labels": host_labels.astype(np.int64).reshape(n_rows), "loss": loss,
+            "lse": lse, "entropy": entropy, "argmax": argmax, "rank": rank,
+            "sample_weight": host_sw,
+            "class_weight": None if host_w is None else host_w.astype(np.float64)}
 
 
 def _host_or_device_weight(weight, n_classes, compute):

@@ -33,30 +33,43 @@ def _grad(grad_out, stream):
     return L.empty(grad_out.dtype, 2)
 
 
-def _xent_index(logits, labels, class_weight, label_smoothing, ignore_index, grad_scale,
-                loss_out, grad_out, num_threads):
+def _xent_index(logits, labels, class_weight, label_smoothing, ignore_index, z_loss, softcap,
+                grad_scale, loss_out, grad_out, num_threads):
     stream = cuda.stream()
     z = _to_device(logits, stream)
     loss = cuda.device_array(loss_out.shape, np.float64, stream=stream)
     g = _grad(grad_out, stream)
     L.xent_index(z, _to_device(labels, stream), _to_device(class_weight, stream),
-                 label_smoothing, ignore_index, _grad_scale(grad_scale, stream), 1.0, loss, g,
-                 stream)
+                 label_smoothing, ignore_index, z_loss, softcap, _grad_scale(grad_scale, stream),
+                 L.empty(np.float64), 1.0, loss, g, stream)
     _copy_back(loss, loss_out, stream)
     _copy_back(g, grad_out, stream)
     stream.synchronize()
 
 
-def _xent_probs(logits, probs, class_weight, label_smoothing, grad_scale, loss_out, grad_out,
-                num_threads):
+def _xent_probs(logits, probs, class_weight, label_smoothing, z_loss, softcap, grad_scale,
+                loss_out, grad_out, num_threads):
     stream = cuda.stream()
     z = _to_device(logits, stream)
     loss = cuda.device_array(loss_out.shape, np.float64, stream=stream)
     g = _grad(grad_out, stream)
     L.xent_probs(z, _to_device(probs, stream), _to_device(class_weight, stream),
-                 label_smoothing, _grad_scale(grad_scale, stream), 1.0, loss, g, stream)
+                 label_smoothing, z_loss, softcap, _grad_scale(grad_scale, stream),
+                 L.empty(np.float64), 1.0, loss, g, stream)
     _copy_back(loss, loss_out, stream)
     _copy_back(g, grad_out, stream)
+    stream.synchronize()
+
+
+def _evaluate(logits, labels, class_weight, ignore_index, loss_out, lse_out, entropy_out,
+              argmax_out, rank_out, num_threads):
+    stream = cuda.stream()
+    outs = [cuda.device_array(host.shape, host.dtype, stream=stream)
+            for host in (loss_out, lse_out, entropy_out, argmax_out, rank_out)]
+    L.evaluate(_to_device(logits, stream), _to_device(labels, stream),
+               _to_device(class_weight, stream), ignore_index, *outs, stream)
+    for device, host in zip(outs, (loss_out, lse_out, entropy_out, argmax_out, rank_out)):
+        _copy_back(device, host, stream)
     stream.synchronize()
 
 
@@ -100,6 +113,7 @@ def _logsumexp(logits, lse_out, num_threads):
 # The GPU runs every kernel with all its threads: num_threads plays no part.
 xent_index_serial = xent_index_parallel = _xent_index
 xent_probs_serial = xent_probs_parallel = _xent_probs
+evaluate_serial = evaluate_parallel = _evaluate
 bce_serial = bce_parallel = _bce
 log_softmax_serial = log_softmax_parallel = _transform(True)
 softmax_serial = softmax_parallel = _transform(False)

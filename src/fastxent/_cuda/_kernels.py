@@ -9,7 +9,9 @@ then one exp per element against it, the running sum rebased when the max
 rises). The group merges its threads' partial states by an xor butterfly over
 warp shuffles, then through shared memory across warps, in an order fixed by
 the group size: the same bits on every run. The gradient is written in a
-second sweep over the row, by the same threads, in the same kernel.
+second sweep over the row, by the same threads, in the same kernel. A soft
+cap is applied to each logit as it is loaded (no scratch row, unlike the CPU
+kernels), in both sweeps; the gradient sweep also multiplies by its slope.
 
 Partial sums are kept in float64 (the CPU kernels' double accumulators); the
 exps are computed in the compute dtype, float32 for float16/bfloat16 storage.
@@ -114,6 +116,14 @@ if not SIM:
 
     _round_bf16 = cuda.jit(device=True)(_round_bf16)
 
+if SIM:
+    def _log(x):
+        """math.log as the GPU has it: log(0) is -inf (Python's raises)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(np.float64(x))
+else:
+    _log = math.log
+
 
 # ------------------------------------------------------------- row states
 # A state is (m, s, d, t): the max seen, sum exp(z - shift(m)), and for the
@@ -125,6 +135,12 @@ def _shift(m, zero):
     """What a row's values are shifted by: the max, or 0 while it is -inf
     (exp(z - 0) then gives 0 or NaN where exp(z + inf) would give NaN)."""
     return m if m > -INF else zero
+
+
+@cuda.jit(device=True)
+def _capped(x, cap):
+    """x under the soft cap, cap tanh(x / cap); x itself for cap 0 (none)."""
+    return cap * math.tanh(x / cap) if cap != 0 else x
 
 
 @cuda.jit(device=True)
@@ -214,7 +230,25 @@ def _sweep(z, i, n, lane, tpr):
 
 
 @cuda.jit(device=True)
-def _sweep_dot(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w):
+def _sweep_capped(z, i, n, lane, tpr, cap):
+    """_sweep of the row under the soft cap cap, a column at a time: the tanh
+    costs more than the loads, and unrolled it would hold registers that the
+    uncapped sweep wants."""
+    m = like(z, -INF)
+    zero = like(z, 0.0)
+    s = 0.0
+    for j in range(lane, n, tpr):
+        x = cap * math.tanh(to_compute(z[i, j]) / cap)
+        if x > m:
+            if s != 0.0:
+                s *= math.exp(float64(_shift(m, zero)) - float64(x))
+            m = x
+        s += float64(math.exp(x - _shift(m, zero)))
+    return float64(m), s
+
+
+@cuda.jit(device=True)
+def _sweep_dot(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w, cap):
     """_sweep with the weighted target: also d = sum v (z - shift) and
     t = sum v, v = (t keep + spread) w (1 without t, w = 1 without w)."""
     m = like(z, -INF)
@@ -223,7 +257,7 @@ def _sweep_dot(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w):
     d = 0.0
     tot = 0.0
     for j in range(lane, n, tpr):
-        x = to_compute(z[i, j])
+        x = _capped(to_compute(z[i, j]), cap)
         v = 1.0
         if has_t:
             v = float64(to_compute(t[i, j])) * keep + spread
@@ -244,23 +278,29 @@ def _sweep_dot(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w):
 
 
 @cuda.jit(device=True)
-def _row_state(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w, with_dot, xs, part):
-    """The merged state of row i (n = 0 sweeps nothing)."""
+def _row_state(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w, with_dot, cap, xs,
+               part):
+    """The merged state of row i, capped by cap unless 0 (n = 0 sweeps nothing)."""
     if with_dot:
-        m, s, d, tot = _sweep_dot(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w)
+        m, s, d, tot = _sweep_dot(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w, cap)
     else:
-        m, s = _sweep(z, i, n, lane, tpr)
+        if cap != 0:
+            m, s = _sweep_capped(z, i, n, lane, tpr, cap)
+        else:
+            m, s = _sweep(z, i, n, lane, tpr)
         d = tot = 0.0
     return _group_merge(m, s, d, tot, with_dot, tpr, xs, part)
 
 
 # ------------------------------------------------------------- row kernels
 
-@cuda.jit
-def xent_index(z, y, w, eps, ignore_index, go, inv_denom, loss_out, g, tpr):  # IN ... OUT
+def _xent_index(z, y, w, eps, ignore_index, z_loss, softcap, go, sw, inv_denom, loss_out, g,
+                tpr):  # IN ... OUT
     """Loss of each row with class index y[i] into loss_out[i]; with g of z's
     shape, the gradient scaled by go[i] (or go[0]) * inv_denom into g (which
-    may be z). See _numba/_row.py for the formulas."""
+    may be z). With sw (not empty), row i's loss and gradient are also
+    multiplied by sw[i]. softcap (0 for none) caps each logit as it is read;
+    z_loss adds z_loss lse**2. See _numba/_row.py for the formulas."""
     xs = cuda.shared.array(XS, float64)
     part = cuda.shared.array((4, 32), float64)
     n_rows, n = z.shape
@@ -268,40 +308,52 @@ def xent_index(z, y, w, eps, ignore_index, go, inv_denom, loss_out, g, tpr):  # 
     lane = cuda.threadIdx.x % tpr
     slot = cuda.threadIdx.x // tpr
     has_w = w.shape[0] != 0
+    has_sw = sw.shape[0] != 0
     with_grad = g.shape[0] != 0
     smooth = eps != 0.0
+    cap = like(z, softcap)
+    one = like(z, 1.0)
     for group in range(cuda.blockIdx.x, (n_rows + rows_per_block - 1) // rows_per_block,
                        cuda.gridDim.x):
         i = group * rows_per_block + slot
         live = i < n_rows
         label = int64(y[i]) if live else int64(ignore_index)
         kept = live and label != ignore_index
-        zy = to_compute(z[i, label]) if kept else like(z, 0)  # read before g (maybe z)
+        # read before g (maybe z) is written
+        zy = _capped(to_compute(z[i, label]), cap) if kept else like(z, 0)
         m, s, d, tot = _row_state(z, i, n if kept else 0, lane, tpr, z, w, 1.0, 0.0, False,
-                                  has_w, smooth, xs, part)
+                                  has_w, smooth, cap, xs, part)
         if kept:
             sh = m if m > -INF else 0.0
             zy_shifted = float64(zy) - sh
             wy = float64(to_compute(w[label])) if has_w else 1.0
             w_sum = tot if smooth else float64(n)  # only smoothing needs it
-            scale = (go[i] if go.shape[0] > 1 else go[0]) * inv_denom
+            row_weight = float64(to_compute(sw[i])) if has_sw else 1.0
+            scale = (go[i] if go.shape[0] > 1 else go[0]) * row_weight * inv_denom
+            log_s = _log(s)
             loss, k, c, fix = _index_loss(zy_shifted, wy, w_sum, eps, n, scale, 1.0 / s,
-                                          math.log(s), math.exp(zy_shifted) if with_grad
-                                          else 0.0, d, with_grad)
+                                          log_s, math.exp(zy_shifted) if with_grad
+                                          else 0.0, d, with_grad, sh + log_s, z_loss)
             if lane == 0:
-                loss_out[i] = loss
+                loss_out[i] = loss * row_weight
             if with_grad:
                 sh_c = like(z, sh)
                 k_c = like(z, k)
                 c_c = like(z, c)
                 for j in range(lane, n, tpr):
-                    v = k_c * math.exp(to_compute(z[i, j]) - sh_c)
+                    x = to_compute(z[i, j])
+                    slope = one  # of the cap: 1 - tanh**2
+                    if cap != 0:
+                        th = math.tanh(x / cap)
+                        x = cap * th
+                        slope = one - th * th
+                    v = k_c * math.exp(x - sh_c)
                     if smooth:
                         v -= c_c * to_compute(w[j]) if has_w else c_c
                     if j == label:
-                        store(g[i], j, fix)
+                        store(g[i], j, fix * slope)
                     else:
-                        store(g[i], j, v)
+                        store(g[i], j, v * slope)
         elif live:
             if lane == 0:
                 loss_out[i] = 0.0
@@ -310,10 +362,16 @@ def xent_index(z, y, w, eps, ignore_index, go, inv_denom, loss_out, g, tpr):  # 
                     store(g[i], j, 0.0)
 
 
+xent_index = cuda.jit(_xent_index)
+# For a 32-bit compute dtype, at most 64 registers, so that two blocks of
+# MAX_THREADS fit an SM: ptxas takes 68 unbounded but fits 64 without a spill
+# (float64 does not).
+xent_index_narrow = xent_index if SIM else cuda.jit(max_registers=64)(_xent_index)
 
 
 @cuda.jit
-def xent_probs(z, t, w, eps, go, inv_denom, loss_out, g, tpr):  # IN ... OUT
+def xent_probs(z, t, w, eps, z_loss, softcap, go, sw, inv_denom, loss_out, g,
+               tpr):  # IN ... OUT
     """Loss of each row with target probabilities t[i] (smoothed by eps), and
     with g the gradient, as xent_index."""
     xs = cuda.shared.array(XS, float64)
@@ -322,28 +380,46 @@ def xent_probs(z, t, w, eps, go, inv_denom, loss_out, g, tpr):  # IN ... OUT
     rows_per_block = cuda.blockDim.x // tpr
     lane = cuda.threadIdx.x % tpr
     has_w = w.shape[0] != 0
+    has_sw = sw.shape[0] != 0
     with_grad = g.shape[0] != 0
     keep = 1.0 - eps
     spread = eps / n
+    cap = like(z, softcap)
+    one = like(z, 1.0)
     for group in range(cuda.blockIdx.x, (n_rows + rows_per_block - 1) // rows_per_block,
                        cuda.gridDim.x):
         i = group * rows_per_block + cuda.threadIdx.x // tpr
         live = i < n_rows
         m, s, d, tot = _row_state(z, i, n if live else 0, lane, tpr, t, w, keep, spread,
-                                  True, has_w, True, xs, part)
+                                  True, has_w, True, cap, xs, part)
         if live:
+            sh = m if m > -INF else 0.0
+            log_s = _log(s)
+            row_weight = float64(to_compute(sw[i])) if has_sw else 1.0
+            total = tot  # the coefficient of softmax in the gradient
+            loss = tot * log_s - d
+            if z_loss != 0.0:  # 0 changes nothing, even where lse is infinite
+                lse = sh + log_s
+                total += 2.0 * z_loss * lse
+                loss += z_loss * lse * lse
             if lane == 0:
-                loss_out[i] = tot * math.log(s) - d
+                loss_out[i] = loss * row_weight
             if with_grad:
-                scale = (go[i] if go.shape[0] > 1 else go[0]) * inv_denom
-                sh_c = like(z, m if m > -INF else 0.0)
-                k_c = like(z, scale * tot / s)
+                scale = (go[i] if go.shape[0] > 1 else go[0]) * row_weight * inv_denom
+                sh_c = like(z, sh)
+                k_c = like(z, scale * total / s)
                 c_c = like(z, scale)
                 for j in range(lane, n, tpr):
+                    x = to_compute(z[i, j])
+                    slope = one
+                    if cap != 0:
+                        th = math.tanh(x / cap)
+                        x = cap * th
+                        slope = one - th * th
                     v = to_compute(t[i, j]) * like(z, keep) + like(z, spread)
                     if has_w:
                         v *= to_compute(w[j])
-                    store(g[i], j, k_c * math.exp(to_compute(z[i, j]) - sh_c) - c_c * v)
+                    store(g[i], j, (k_c * math.exp(x - sh_c) - c_c * v) * slope)
 
 
 @cuda.jit
@@ -359,11 +435,11 @@ def transform(z, out, log, tpr):  # IN, OUT, IN
         i = group * rows_per_block + cuda.threadIdx.x // tpr
         live = i < n_rows
         m, s, _, _ = _row_state(z, i, n if live else 0, lane, tpr, z, z[0], 1.0, 0.0, False,
-                                False, False, xs, part)
+                                False, False, like(z, 0.0), xs, part)
         if live:
             sh_c = like(z, m if m > -INF else 0.0)
             if log:
-                log_s = like(z, math.log(s))
+                log_s = like(z, _log(s))
                 for j in range(lane, n, tpr):
                     store(out[i], j, (to_compute(z[i, j]) - sh_c) - log_s)
             else:
@@ -386,7 +462,7 @@ def logsumexp(z, lse_out, tpr):  # IN, OUT
         i = group * rows_per_block + cuda.threadIdx.x // tpr
         live = i < n_rows
         m, s, _, _ = _row_state(z, i, n if live else 0, lane, tpr, z, z[0], 1.0, 0.0, False,
-                                False, False, xs, part)
+                                False, False, like(z, 0.0), xs, part)
         if live and lane == 0:
             if m == INF:  # rare: look for a NaN, serially
                 lse = INF
@@ -396,7 +472,148 @@ def logsumexp(z, lse_out, tpr):  # IN, OUT
                         lse = math.nan
                 store(lse_out, i, lse)
             else:
-                store(lse_out, i, (m if m > -INF else 0.0) + math.log(s))
+                store(lse_out, i, (m if m > -INF else 0.0) + _log(s))
+
+
+# ------------------------------------------------------------- evaluate
+# Its state is (m, s, d, first max, first NaN, before): d = sum e (z - shift)
+# with e = exp(z - shift) (for the entropy), the first index holding m and the
+# first NaN (n while none), and how many classes rank before the target.
+
+@cuda.jit(device=True)
+def _eval_merge(m1, s1, d1, a1, m2, s2, d2, a2):
+    """Two float64 (m, s, d, first max) as one; symmetric, as _merge. A part
+    that saw only -inf (or NaN) adds d * 0."""
+    m = m2 if m2 > m1 else m1
+    sh = m if m > -INF else 0.0
+    sh1 = m1 if m1 > -INF else 0.0
+    sh2 = m2 if m2 > -INF else 0.0
+    f1 = math.exp(sh1 - sh) if m1 > -INF else 0.0
+    f2 = math.exp(sh2 - sh) if m2 > -INF else 0.0
+    # e rebased by f, and z - shift lowered by sh - sh_k
+    e1 = (d1 - s1 * (sh - sh1)) * f1 if m1 > -INF else d1 * 0.0
+    e2 = (d2 - s2 * (sh - sh2)) * f2 if m2 > -INF else d2 * 0.0
+    a = a1 if m1 > m2 else (a2 if m2 > m1 else min(a1, a2))
+    return m, s1 * f1 + s2 * f2, e1 + e2, a
+
+
+@cuda.jit(device=True)
+def _eval_group_merge(m, s, d, a, nan, before, tpr, xs, part):
+    """The merged evaluate state of a row's group, as _group_merge (all in
+    float64: the indices and counts are exact there)."""
+    offset = 1
+    while offset < tpr and offset < WARP:
+        m2 = _xor(m, offset, xs)
+        s2 = _xor(s, offset, xs)
+        d2 = _xor(d, offset, xs)
+        a2 = _xor(a, offset, xs)
+        nan2 = _xor(nan, offset, xs)
+        before2 = _xor(before, offset, xs)
+        m, s, d, a = _eval_merge(m, s, d, a, m2, s2, d2, a2)
+        nan = min(nan, nan2)
+        before += before2
+        offset *= 2
+    if tpr > WARP:
+        tid = cuda.threadIdx.x
+        if tid % WARP == 0:
+            w = tid // WARP
+            part[0, w] = m
+            part[1, w] = s
+            part[2, w] = d
+            part[3, w] = a
+            part[4, w] = nan
+            part[5, w] = before
+        cuda.syncthreads()
+        m, s, d, a = part[0, 0], part[1, 0], part[2, 0], part[3, 0]
+        nan, before = part[4, 0], part[5, 0]
+        for w in range(1, tpr // WARP):
+            m, s, d, a = _eval_merge(m, s, d, a, part[0, w], part[1, w], part[2, w],
+                                     part[3, w])
+            nan = min(nan, part[4, w])
+            before += part[5, w]
+        cuda.syncthreads()  # part is reused by the next row
+    return m, s, d, a, nan, before
+
+
+@cuda.jit(device=True)
+def _eval_sweep(z, i, n, lane, tpr, y, zy, with_target):
+    """This thread's evaluate state over columns lane, lane + tpr, ... < n of
+    row i, in column order (so the first index it sees is the first)."""
+    m = like(z, -INF)
+    zero = like(z, 0.0)
+    s = float64(0.0)
+    d = float64(0.0)
+    a = n
+    nan = n
+    before = 0
+    zy_nan = zy != zy
+    for j in range(lane, n, tpr):
+        x = to_compute(z[i, j])
+        x_nan = x != x
+        if x > m:
+            sh_old = float64(_shift(m, zero))
+            if s != 0.0:
+                r = math.exp(sh_old - float64(x))
+                d = (d - (float64(x) - sh_old) * s) * r
+                s *= r
+            m = x
+            a = j
+        elif x == m and a == n:  # -inf before anything larger
+            a = j
+        if x_nan and nan == n:
+            nan = j
+        sh = _shift(m, zero)
+        e = math.exp(x - sh)
+        if e != 0:  # z = -inf adds nothing (not 0 * -inf)
+            s += float64(e)
+            d += float64(e) * float64(x - sh)
+        # np.argsort(row, kind="stable")[::-1]: larger first, NaN first of
+        # all, and among equals the larger index
+        if with_target and ((x > zy) or (x_nan and not zy_nan)
+                            or (((x == zy) or (x_nan and zy_nan)) and j > y)):
+            before += 1
+    return float64(m), s, d, float64(a), float64(nan), float64(before)
+
+
+@cuda.jit
+def evaluate(z, y, w, ignore_index, loss_out, lse_out, entropy_out, argmax_out, rank_out,
+             tpr):  # IN ... OUT
+    """Per row i: the loss w_y (lse - z_y) (0 where y[i] is ignore_index),
+    the logsumexp (as the logsumexp kernel), the entropy -sum p log p, the
+    argmax (the first max, or the first NaN: np.argmax) and the rank of the
+    target (n where ignored), as _reference._evaluate defines them."""
+    xs = cuda.shared.array(XS, float64)
+    part = cuda.shared.array((6, 32), float64)
+    n_rows, n = z.shape
+    rows_per_block = cuda.blockDim.x // tpr
+    lane = cuda.threadIdx.x % tpr
+    has_w = w.shape[0] != 0
+    for group in range(cuda.blockIdx.x, (n_rows + rows_per_block - 1) // rows_per_block,
+                       cuda.gridDim.x):
+        i = group * rows_per_block + cuda.threadIdx.x // tpr
+        live = i < n_rows
+        label = int64(y[i]) if live else int64(ignore_index)
+        kept = live and label != ignore_index
+        zy = to_compute(z[i, label]) if kept else like(z, 0)
+        m, s, d, a, nan, before = _eval_sweep(z, i, n if live else 0, lane, tpr, label, zy,
+                                              kept)
+        m, s, d, a, nan, before = _eval_group_merge(m, s, d, a, nan, before, tpr, xs, part)
+        if live and lane == 0:
+            sh = m if m > -INF else 0.0
+            log_s = _log(s)
+            if m == INF:  # +inf, unless a NaN is there too (as torch.logsumexp)
+                lse_out[i] = math.nan if nan < n else INF
+            else:
+                lse_out[i] = sh + log_s
+            entropy_out[i] = log_s - d / s
+            argmax_out[i] = int64(nan) if nan < n else int64(a)
+            if kept:
+                wy = float64(to_compute(w[label])) if has_w else 1.0
+                loss_out[i] = wy * (log_s - (float64(zy) - sh))
+                rank_out[i] = int64(before)
+            else:
+                loss_out[i] = 0.0
+                rank_out[i] = n
 
 
 # ------------------------------------------------------------- elementwise
@@ -475,14 +692,17 @@ def bce(x, y, w, pw, from_logits, scale, go, block_sums, loss_out, g):  # IN ...
 
 @cuda.jit
 def sum_into(values, factor, out, k):  # IN, IN, OUT, IN
-    """out[k] = factor * sum(values), in float64, in a fixed order (one block)."""
+    """out[k + b] = factor * sum(values[b]) for each row b of a 2-D ``values``
+    (a block each), in float64, in a fixed order; 16-bit floats are read as
+    such."""
     scratch = cuda.shared.array(REDUCE_THREADS, float64)
+    b = cuda.blockIdx.x
     acc = 0.0
-    for j in range(cuda.threadIdx.x, values.shape[0], cuda.blockDim.x):
-        acc += float64(values[j])
+    for j in range(cuda.threadIdx.x, values.shape[1], cuda.blockDim.x):
+        acc += float64(to_compute(values[b, j]))
     total = _block_sum(acc, scratch)
     if cuda.threadIdx.x == 0:
-        out[k] = total * factor
+        out[k + b] = total * factor
 
 
 @cuda.jit
@@ -492,25 +712,33 @@ def fill(values, value):  # OUT, IN
 
 
 @cuda.jit
-def label_stats(labels, n_classes, ignore_index, w, stats, block_weights):  # IN ... OUT
+def label_stats(labels, n_classes, ignore_index, w, sw, stats, block_weights):  # IN ... OUT
     """stats[0]: the lowest position of a label outside [0, n_classes) that is
-    not ignore_index (left as it is when there is none); block_weights[b]: the
-    summed weight (1 without w) of the kept labels of chunk b."""
+    not ignore_index (left as it is when there is none); block_weights[0, b]:
+    the summed weight sw[j] w[label] (1 for an absent array) of the kept
+    labels of chunk b, block_weights[1, b]: their summed sw[j] (their count
+    without sw)."""
     scratch = cuda.shared.array(REDUCE_THREADS, float64)
     n = labels.shape[0]
     has_w = w.shape[0] != 0
+    has_sw = sw.shape[0] != 0
     for b in range(cuda.blockIdx.x, (n + CHUNK - 1) // CHUNK, cuda.gridDim.x):
         acc = 0.0
+        acc_sw = 0.0
         for j in range(b * CHUNK + cuda.threadIdx.x, min(n, (b + 1) * CHUNK), cuda.blockDim.x):
             label = int64(labels[j])
             if label != ignore_index:
                 if label < 0 or label >= n_classes:
                     cuda.atomic.min(stats, 0, float64(j))
                 else:
-                    acc += float64(to_compute(w[label])) if has_w else 1.0
+                    row_weight = float64(to_compute(sw[j])) if has_sw else 1.0
+                    acc += row_weight * (float64(to_compute(w[label])) if has_w else 1.0)
+                    acc_sw += row_weight
         total = _block_sum(acc, scratch)
+        total_sw = _block_sum(acc_sw, scratch)
         if cuda.threadIdx.x == 0:
-            block_weights[b] = total
+            block_weights[0, b] = total
+            block_weights[1, b] = total_sw
 
 
 @cuda.jit

@@ -40,17 +40,28 @@ def _row_config(n_rows, n_classes):
     return min(groups, MAX_GRID), block, tpr
 
 
-def xent_index(z, labels, w, eps, ignore_index, go, inv_denom, loss_out, g, stream):
+def xent_index(z, labels, w, eps, ignore_index, z_loss, softcap, go, sw, inv_denom, loss_out,
+               g, stream):
     if z.shape[0]:
         grid, block, tpr = _row_config(*z.shape)
-        K.xent_index[grid, block, stream](z, labels, w, eps, ignore_index, go, inv_denom,
-                                          loss_out, g, tpr)
+        kernel = K.xent_index if z.dtype == np.float64 else K.xent_index_narrow
+        kernel[grid, block, stream](z, labels, w, eps, ignore_index, float(z_loss),
+                                    float(softcap), go, sw, inv_denom, loss_out, g, tpr)
 
 
-def xent_probs(z, t, w, eps, go, inv_denom, loss_out, g, stream):
+def xent_probs(z, t, w, eps, z_loss, softcap, go, sw, inv_denom, loss_out, g, stream):
     if z.shape[0]:
         grid, block, tpr = _row_config(*z.shape)
-        K.xent_probs[grid, block, stream](z, t, w, eps, go, inv_denom, loss_out, g, tpr)
+        K.xent_probs[grid, block, stream](z, t, w, eps, float(z_loss), float(softcap), go, sw,
+                                          inv_denom, loss_out, g, tpr)
+
+
+def evaluate(z, labels, w, ignore_index, loss_out, lse_out, entropy_out, argmax_out, rank_out,
+             stream):
+    if z.shape[0]:
+        grid, block, tpr = _row_config(*z.shape)
+        K.evaluate[grid, block, stream](z, labels, w, ignore_index, loss_out, lse_out,
+                                        entropy_out, argmax_out, rank_out, tpr)
 
 
 def transform(z, out, log, stream):
@@ -77,8 +88,11 @@ def bce(x, y, w, pw, from_logits, scale, go, block_sums, loss_out, g, stream):
 
 
 def sum_into(values, factor, out, k, stream):
-    """out[k] = factor * sum(values) (0 for no values)."""
-    K.sum_into[1, K.REDUCE_THREADS, stream](values, factor, out, k)
+    """out[k] = factor * sum(values) (0 for no values); for 2-D values,
+    out[k + b] = factor * sum(values[b]) for each row b."""
+    if values.ndim == 1:
+        values = values.reshape(1, values.shape[0])
+    K.sum_into[values.shape[0], K.REDUCE_THREADS, stream](values, factor, out, k)
 
 
 def _new(shape, dtype, stream):
@@ -89,17 +103,18 @@ def fill(values, value, stream):
     K.fill[1, K.REDUCE_THREADS, stream](values, value)
 
 
-def label_stats(labels, n_classes, ignore_index, w, stream, new=_new):
-    """A float64 device array [first bad position or inf, summed kept weight].
+def label_stats(labels, n_classes, ignore_index, w, sw, stream, new=_new):
+    """A float64 device array [first bad position or inf, summed kept weight
+    sw w_y, summed kept sw] (sw and w are 1 where empty).
     ``new(shape, dtype, stream)`` allocates (the caller's library does it best)."""
-    stats = new((2,), np.float64, stream)
+    stats = new((3,), np.float64, stream)
     fill(stats, np.inf, stream)
     chunks = n_chunks(labels.shape[0])
-    block_weights = new((max(1, chunks),), np.float64, stream)
+    block_weights = new((2, max(1, chunks)), np.float64, stream)
     if chunks:
         K.label_stats[min(chunks, MAX_GRID), K.REDUCE_THREADS, stream](
-            labels, n_classes, ignore_index, w, stats, block_weights)
-    sum_into(block_weights[:chunks], 1.0, stats, 1, stream)
+            labels, n_classes, ignore_index, w, sw, stats, block_weights)
+    sum_into(block_weights[:, :chunks], 1.0, stats, 1, stream)
     return stats
 
 

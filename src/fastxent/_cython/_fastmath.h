@@ -180,6 +180,37 @@ static inline float fx_log1pf_unit(float x)
     return 2.0f * u + 2.0f * u * u2 * p;
 }
 
+/* tanh(x), branch-free (Cephes): (1 - e) / (1 + e) with e = exp(-2|x|) and the
+ * sign restored where |x| > 0.625 (no cancellation there), a rational (double)
+ * or polynomial (float) odd approximation below. Within 2 ulp (double) and
+ * 3 ulp (float), checked in the tests; NaN gives NaN. */
+static inline double fx_tanh(double x)
+{
+    double a = fabs(x), e = fx_exp(-2.0 * a);
+    double big = copysign((1.0 - e) / (1.0 + e), x);
+    double s = x * x;
+    double p = (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s
+               - 1.61468768441708447952e3;
+    double q = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s
+               + 4.84406305325125486048e3;
+    double small = x + x * s * (p / q);
+    return a > 0.625 ? big : small;
+}
+
+static inline float fx_tanhf(float x)
+{
+    float a = fabsf(x), e = fx_expf(-2.0f * a);
+    float big = copysignf((1.0f - e) / (1.0f + e), x);
+    float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    float small = p * z * x + x;
+    return a > 0.625f ? big : small;
+}
+
 /* Whether this CPU can run the module built with -mavx2 -mfma. */
 static inline int fx_cpu_has_avx2_fma(void)
 {

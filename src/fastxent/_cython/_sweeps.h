@@ -124,6 +124,86 @@ static inline void fx_write_shifted_##S(const T *z, ptrdiff_t n, T m, T log_s, T
         out[j] = (z[j] - m) - log_s;                                                  \
 }
 
+/* The sweeps of the soft cap and of evaluate; TANH as fx_tanh. */
+#define FX_EVAL_SWEEPS(T, S, EXP, TANH)                                               \
+/* out = cap tanh(z / cap) (out may be z) */                                          \
+static inline void fx_softcap_##S(const T *z, ptrdiff_t n, T cap, T *out)             \
+{                                                                                     \
+    FX_SIMD()                                                                         \
+    for (ptrdiff_t j = 0; j < n; j++)                                                 \
+        out[j] = cap * TANH(z[j] / cap);                                              \
+}                                                                                     \
+/* g = g (1 - (t / cap)^2) with t = cap tanh(z / cap): the chain rule */              \
+static inline void fx_softcap_grad_##S(T *g, const T *t, ptrdiff_t n, T cap)          \
+{                                                                                     \
+    FX_SIMD()                                                                         \
+    for (ptrdiff_t j = 0; j < n; j++) {                                               \
+        T u = t[j] / cap;                                                             \
+        g[j] = g[j] * (1 - u * u);                                                    \
+    }                                                                                 \
+}                                                                                     \
+/* sum(e) and, into *dot, sum(e (z - shift)), e = exp(z - shift): the entropy's        \
+   terms (0 where e is 0, so that z = -inf adds 0, not 0 * -inf) */                   \
+static inline double fx_sum_exp_dot_##S(const T *z, ptrdiff_t n, T shift, double *dot)\
+{                                                                                     \
+    T s = 0, d = 0;                                                                   \
+    FX_REDUCE(reduction(+ : s, d),                                                    \
+              T x = z[j] - shift; T e = EXP(x); s += e; d += e == 0 ? 0 : e * x;);    \
+    *dot = d;                                                                         \
+    return s;                                                                         \
+}                                                                                     \
+/* max(z) (as fx_max) and the number of z[j] that sort before a target of      \
+   value zy: !(z <= zy) counts the greater and NaN, !(z < zy) the equal too */        \
+static inline T fx_max_count_gt_##S(const T *z, ptrdiff_t n, T zy, ptrdiff_t *count)  \
+{                                                                                     \
+    T m = -INFINITY;                                                                  \
+    int c = 0;                                                                        \
+    FX_REDUCE(reduction(max : m) reduction(+ : c),                                    \
+              m = z[j] > m ? z[j] : m; c += !(z[j] <= zy););                          \
+    *count += c;                                                                      \
+    return m;                                                                         \
+}                                                                                     \
+static inline T fx_max_count_ge_##S(const T *z, ptrdiff_t n, T zy, ptrdiff_t *count)  \
+{                                                                                     \
+    T m = -INFINITY;                                                                  \
+    int c = 0;                                                                        \
+    FX_REDUCE(reduction(max : m) reduction(+ : c),                                    \
+              m = z[j] > m ? z[j] : m; c += !(z[j] < zy););                           \
+    *count += c;                                                                      \
+    return m;                                                                         \
+}                                                                                     \
+/* max(z[0:n]), and into *count how many z[j] sort before a target of value zy       \
+   (not NaN) at position y in np.argsort's stable order, reversed: greater or        \
+   NaN, also equal after y */                                                         \
+static inline T fx_max_count_##S(const T *z, ptrdiff_t n, T zy, ptrdiff_t y,          \
+                                 ptrdiff_t *count)                                    \
+{                                                                                     \
+    ptrdiff_t split = y < 0 ? 0 : (y + 1 < n ? y + 1 : n);                            \
+    T m = fx_max_count_gt_##S(z, split, zy, count);                                   \
+    T m2 = fx_max_count_ge_##S(z + split, n - split, zy, count);                      \
+    return m2 > m ? m2 : m;                                                           \
+}                                                                                     \
+/* the first j with z[j] == m, or n: a vector test per 16 elements */                 \
+static inline ptrdiff_t fx_first_equal_##S(const T *z, ptrdiff_t n, T m)              \
+{                                                                                     \
+    ptrdiff_t j = 0;                                                                  \
+    for (; j + 16 <= n; j += 16) {                                                    \
+        int any = 0;                                                                  \
+        FX_SIMD(reduction(| : any))                                                   \
+        for (ptrdiff_t k = 0; k < 16; k++)                                            \
+            any |= z[j + k] == m;                                                     \
+        if (any)                                                                      \
+            break;                                                                    \
+    }                                                                                 \
+    for (; j < n; j++)                                                                \
+        if (z[j] == m)                                                                \
+            return j;                                                                 \
+    return n;                                                                         \
+}
+
+FX_EVAL_SWEEPS(float, f32, fx_expf, fx_tanhf)
+FX_EVAL_SWEEPS(double, f64, fx_exp, fx_tanh)
+
 /* Binary cross-entropy, element by element, computed in C (float for float
  * data, double for double): for j in [0, n), with w and pos_weight 1 where
  * NULL and go the upstream gradient (1 where NULL), the loss of element j

@@ -22,10 +22,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._row import (MAX_BLOCKS, _block_size, _log_softmax_row, _logsumexp_row, _softmax_row,
-                   _xent_index_row, _xent_probs_row)
+from ._row import (MAX_BLOCKS, _block_size, _evaluate_row, _log_softmax_row, _logsumexp_row,
+                   _softcap, _softcap_grad, _softmax_row, _xent_index_row, _xent_probs_row)
 from ._binary import _bce_block
-from ._tile import TILE_MAX_C, TILE_ROWS, _xent_index_tile
+from ._tile import TILE_MAX_C, TILE_ROWS, _evaluate_tile, _xent_index_tile
 
 KERNEL = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 CHUNK = 64  # rows per task (one block_max allocation each); a multiple of TILE_ROWS
@@ -33,38 +33,85 @@ CHUNK = 64  # rows per task (one block_max allocation each); a multiple of TILE_
 
 # ---------------------------------------------------------------- loop bodies
 
-def _xent_index_loop(z, z0, rs, n_rows, n, labels, w, has_w, w_sum, eps, ignore_index,
-                     grad_scale, loss_out, g, g0, grs, with_grad):
+def _xent_index_loop(z, z0, rs, n_rows, n, labels, w, has_w, w_sum, eps, ignore_index, z_loss,
+                     softcap, grad_scale, loss_out, g, g0, grs, with_grad):
     block = _block_size(n)
+    cap = z.dtype.type(softcap)
     for chunk in prange((n_rows + CHUNK - 1) // CHUNK):
         first, end = chunk * CHUNK, min(n_rows, (chunk + 1) * CHUNK)
-        if n <= TILE_MAX_C:
+        if n <= TILE_MAX_C and softcap == 0.0:
             for i in range(first, end, TILE_ROWS):
                 _xent_index_tile(z, z0 + i * rs, rs, i, min(TILE_ROWS, end - i), n, labels, w,
-                                 has_w, w_sum, eps, ignore_index, grad_scale, loss_out,
+                                 has_w, w_sum, eps, ignore_index, z_loss, grad_scale, loss_out,
                                  g, g0 + i * grs, grs, with_grad)
             continue
         block_max = np.empty(MAX_BLOCKS, z.dtype)
+        sums = np.empty(0 if with_grad else block, z.dtype)  # see _online's through
+        # With the soft cap, each row is capped into this scratch row (not into
+        # g, which may be z) and the ordinary row runs on it.
+        capped = np.empty(n if softcap != 0.0 else 0, z.dtype)
         for i in range(first, end):
             y = labels[i]
             if y == ignore_index:
                 loss_out[i] = 0.0
                 if with_grad:
                     g[g0 + i * grs:g0 + i * grs + n] = 0
+            elif softcap != 0.0:
+                _softcap(z, z0 + i * rs, n, cap, capped)
+                loss_out[i] = _xent_index_row(capped, 0, n, block, y, w, has_w, w_sum, eps,
+                                              z_loss, grad_scale[i], g, g0 + i * grs, with_grad,
+                                              block_max, sums)
+                if with_grad:
+                    _softcap_grad(g, g0 + i * grs, n, cap, capped)
             else:
                 loss_out[i] = _xent_index_row(z, z0 + i * rs, n, block, y, w, has_w, w_sum, eps,
-                                              grad_scale[i], g, g0 + i * grs, with_grad,
-                                              block_max)
+                                              z_loss, grad_scale[i], g, g0 + i * grs, with_grad,
+                                              block_max, sums)
 
 
-def _xent_probs_loop(z, z0, rs, n_rows, n, t, t0, ts, w, has_w, eps, grad_scale, loss_out,
-                     g, g0, grs, with_grad):
+def _xent_probs_loop(z, z0, rs, n_rows, n, t, t0, ts, w, has_w, eps, z_loss, softcap,
+                     grad_scale, loss_out, g, g0, grs, with_grad):
     block = _block_size(n)
+    cap = z.dtype.type(softcap)
     for chunk in prange((n_rows + CHUNK - 1) // CHUNK):
         block_max = np.empty(MAX_BLOCKS, z.dtype)
+        sums = np.empty(0 if with_grad else block, z.dtype)  # as in _xent_index_loop
+        capped = np.empty(n if softcap != 0.0 else 0, z.dtype)
         for i in range(chunk * CHUNK, min(n_rows, (chunk + 1) * CHUNK)):
-            loss_out[i] = _xent_probs_row(z, z0 + i * rs, t, t0 + i * ts, n, block, w, has_w, eps,
-                                          grad_scale[i], g, g0 + i * grs, with_grad, block_max)
+            if softcap != 0.0:
+                _softcap(z, z0 + i * rs, n, cap, capped)
+                loss_out[i] = _xent_probs_row(capped, 0, t, t0 + i * ts, n, block, w, has_w,
+                                              eps, z_loss, grad_scale[i], g, g0 + i * grs,
+                                              with_grad, block_max, sums)
+                if with_grad:
+                    _softcap_grad(g, g0 + i * grs, n, cap, capped)
+            else:
+                loss_out[i] = _xent_probs_row(z, z0 + i * rs, t, t0 + i * ts, n, block, w,
+                                              has_w, eps, z_loss, grad_scale[i], g,
+                                              g0 + i * grs, with_grad, block_max, sums)
+
+
+def _evaluate_loop(z, z0, rs, n_rows, n, labels, w, has_w, ignore_index, loss_out, lse_out,
+                   entropy_out, argmax_out, rank_out):
+    block = _block_size(n)
+    if n <= TILE_MAX_C:
+        for tile in prange((n_rows + TILE_ROWS - 1) // TILE_ROWS):
+            i = tile * TILE_ROWS
+            _evaluate_tile(z, z0 + i * rs, rs, i, min(TILE_ROWS, n_rows - i), n, labels, w,
+                           has_w, ignore_index, loss_out, lse_out, entropy_out, argmax_out,
+                           rank_out)
+        return
+    for i in prange(n_rows):
+        y = labels[i]
+        kept = y != ignore_index
+        loss, lse, entropy, argmax, rank = _evaluate_row(
+            z, z0 + i * rs, n, block, y if kept else 0, kept,
+            float(w[y]) if has_w and kept else 1.0)
+        loss_out[i] = loss
+        lse_out[i] = lse
+        entropy_out[i] = entropy
+        argmax_out[i] = argmax
+        rank_out[i] = rank
 
 
 def _log_softmax_loop(z, z0, rs, n_rows, n, out, o0, ors):
@@ -95,7 +142,7 @@ def _bce_loop(x, y, w, pw, from_logits, scale, go, n, block, block_sums, loss, g
 
 
 _LOOPS = {"xent_index": _xent_index_loop, "xent_probs": _xent_probs_loop,
-          "log_softmax": _log_softmax_loop, "softmax": _softmax_loop,
+          "evaluate": _evaluate_loop, "log_softmax": _log_softmax_loop, "softmax": _softmax_loop,
           "logsumexp": _logsumexp_loop, "bce": _bce_loop}
 
 
@@ -205,8 +252,8 @@ def _weights(class_weight, n_classes, dtype):
 # -------------------------------------------------------------------- kernels
 
 def _kernels(parallel):
-    def xent_index(logits, labels, class_weight, label_smoothing, ignore_index, grad_scale,
-                   loss_out, grad_out, num_threads):
+    def xent_index(logits, labels, class_weight, label_smoothing, ignore_index, z_loss,
+                   softcap, grad_scale, loss_out, grad_out, num_threads):
         n_rows, n_classes = logits.shape
         for found, name in ((labels.shape[0], "labels"), (grad_scale.shape[0], "grad_scale"),
                             (loss_out.shape[0], "loss_out")):
@@ -216,10 +263,11 @@ def _kernels(parallel):
         w, has_w, w_sum = _weights(class_weight, n_classes, logits.dtype)
         _run("xent_index", parallel, num_threads, z, z0, rs, n_rows, n_classes,
              _readonly(labels), w, has_w, w_sum, float(label_smoothing), int(ignore_index),
-             _readonly(grad_scale), loss_out, g, g0, grs, with_grad)
+             float(z_loss), float(softcap), _readonly(grad_scale), loss_out, g, g0, grs,
+             with_grad)
 
-    def xent_probs(logits, probs, class_weight, label_smoothing, grad_scale, loss_out,
-                   grad_out, num_threads):
+    def xent_probs(logits, probs, class_weight, label_smoothing, z_loss, softcap, grad_scale,
+                   loss_out, grad_out, num_threads):
         n_rows, n_classes = logits.shape
         if probs.shape != logits.shape:
             raise ValueError("probs must have the logits' shape")
@@ -230,8 +278,29 @@ def _kernels(parallel):
         with_grad, g, g0, grs = _grad_rows(logits, grad_out)
         w, has_w, _ = _weights(class_weight, n_classes, logits.dtype)
         _run("xent_probs", parallel, num_threads, z, z0, rs, n_rows, n_classes, t, t0, ts, w,
-             has_w, float(label_smoothing), _readonly(grad_scale), loss_out, g, g0, grs,
-             with_grad)
+             has_w, float(label_smoothing), float(z_loss), float(softcap),
+             _readonly(grad_scale), loss_out, g, g0, grs, with_grad)
+
+    def evaluate(logits, labels, class_weight, ignore_index, loss_out, lse_out, entropy_out,
+                 argmax_out, rank_out, num_threads):
+        n_rows, n_classes = logits.shape
+        for found, name in ((labels.shape[0], "labels"), (loss_out.shape[0], "loss_out"),
+                            (lse_out.shape[0], "lse_out"), (entropy_out.shape[0], "entropy_out"),
+                            (argmax_out.shape[0], "argmax_out"), (rank_out.shape[0], "rank_out")):
+            _check_length(found, n_rows, name)
+        if n_rows == 0:
+            return
+        if n_classes == 0:  # every label is ignore_index
+            loss_out[:] = 0.0
+            lse_out[:] = -np.inf
+            entropy_out[:] = 0.0
+            argmax_out[:] = 0
+            rank_out[:] = 0
+            return
+        z, z0, rs = _flat_input(logits, "logits")
+        w, has_w, _ = _weights(class_weight, n_classes, logits.dtype)
+        _run("evaluate", parallel, num_threads, z, z0, rs, n_rows, n_classes, _readonly(labels),
+             w, has_w, int(ignore_index), loss_out, lse_out, entropy_out, argmax_out, rank_out)
 
     def log_softmax(logits, out, num_threads):
         _transform("log_softmax", logits, out, num_threads)
@@ -277,8 +346,8 @@ def _kernels(parallel):
              _readonly(pos_weight if pos_weight.size else ones), bool(from_logits),
              float(grad_scale), _readonly(grad_output), n, block, block_sums, loss_out, grad_out)
 
-    return dict(xent_index=xent_index, xent_probs=xent_probs, log_softmax=log_softmax,
-                softmax=softmax, logsumexp=logsumexp, bce=bce)
+    return dict(xent_index=xent_index, xent_probs=xent_probs, evaluate=evaluate,
+                log_softmax=log_softmax, softmax=softmax, logsumexp=logsumexp, bce=bce)
 
 
 for _parallel, _mode in ((False, "serial"), (True, "parallel")):

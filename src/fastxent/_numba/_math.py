@@ -1,5 +1,5 @@
-"""exp(x) for x <= 0 (and NaN), log(x), and the binary losses' log1p, as
-branch-free Numba functions that LLVM vectorises: the transcription of
+"""exp(x) for x <= 0 (and NaN), log(x), the binary losses' log1p and the
+soft cap's tanh, as branch-free Numba functions that LLVM vectorises: the transcription of
 ``_cython/_fastmath.h`` (same reductions, same polynomials, same constants).
 
 Each public name has a float32 and a float64 implementation, chosen by the
@@ -7,6 +7,8 @@ argument's type at compile time (``@overload``): a float32 kernel then does
 all its arithmetic in float32. They are compiled without fast-math flags:
 the rounding trick below must not be reassociated away.
 """
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -81,6 +83,11 @@ def fx_log1p(x):
 
 def fx_log1p_unit(x):
     """log(1 + x) for x in [0, 1] only."""
+    raise NotImplementedError("only inside Numba-compiled code")
+
+
+def fx_tanh(x):
+    """tanh(x) for every x (NaN stays NaN), within 2 ulp."""
     raise NotImplementedError("only inside Numba-compiled code")
 
 
@@ -220,6 +227,40 @@ def _log1pf_unit(x):
     return f32(2.0) * u + f32(2.0) * u * u2 * p
 
 
+@njit(cache=True, error_model="numpy")
+def _tanhf(x):
+    # Cephes tanhf: a polynomial for |x| <= 0.625, else (1 - e) / (1 + e) with
+    # e = exp(-2|x|) <= 1 (fx_exp's domain), both computed and one selected
+    # (no branch: the loops calling it vectorise).
+    a = abs(x)
+    e = _expf(f32(-2.0) * a)
+    big = (f32(1.0) - e) / (f32(1.0) + e)
+    z = x * x
+    p = f32(-5.70498872745e-3)
+    p = p * z + f32(2.06390887954e-2)
+    p = p * z - f32(5.37397155531e-2)
+    p = p * z + f32(1.33314422036e-1)
+    p = p * z - f32(3.33332819422e-1)
+    small = p * z * x + x
+    # NaN fails the test (small is NaN); the sign is x's, -0 included.
+    return math.copysign(big if a > f32(0.625) else small, x)
+
+
+@njit(cache=True, error_model="numpy")
+def _tanh(x):
+    # Cephes tanh: a rational function for |x| <= 0.625, else as _tanhf.
+    a = abs(x)
+    e = _exp(-2.0 * a)
+    big = (1.0 - e) / (1.0 + e)
+    s = x * x
+    p = (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s \
+        - 1.61468768441708447952e3
+    q = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s \
+        + 4.84406305325125486048e3
+    small = x + x * s * p / q
+    return math.copysign(big if a > 0.625 else small, x)
+
+
 def _by_type(public, for_float32, for_float64):
     """``public`` compiled as ``for_float32`` or ``for_float64`` by argument type."""
     @overload(public)
@@ -235,3 +276,4 @@ _by_type(fx_exp, _expf, _exp)
 _by_type(fx_log, _logf_any, _log_any)
 _by_type(fx_log1p, _log1pf, _log1p)
 _by_type(fx_log1p_unit, _log1pf_unit, _log1p)
+_by_type(fx_tanh, _tanhf, _tanh)

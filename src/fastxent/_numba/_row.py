@@ -14,7 +14,7 @@ reduction across vector lanes, in an order fixed at compile time, and keeps
 import numpy as np
 from numba import njit
 
-from ._math import fx_exp, fx_max
+from ._math import fx_exp, fx_fma, fx_max, fx_tanh
 
 BLOCK = 1024      # online max/sum block, swept twice while it sits in L1
 MAX_BLOCKS = 256  # per-row block maxima; longer rows get longer blocks
@@ -22,6 +22,9 @@ INF = np.inf
 
 SWEEP = dict(cache=True, nogil=True, fastmath={"reassoc"}, boundscheck=False, error_model="numpy")
 ROW = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+# Elementwise sweeps: nothing to reassociate, and without it the vector body
+# and the scalar remainder of a loop surely compute alike.
+ELEMENTWISE = ROW
 
 
 # ------------------------------------------------------------- sweeps (_sweeps.h)
@@ -143,6 +146,77 @@ def _write_shifted(z, o, n, m, log_s, out, oo):
         out[j] = (z[j] - m) - log_s
 
 
+@njit(**ELEMENTWISE)
+def _softcap(z, o, n, cap, out):
+    """out[:n] = cap tanh(z / cap) over z[o:o + n] (out: a scratch row, not z)."""
+    z = z[o:o + n]
+    out = out[:n]
+    for j in range(n):
+        out[j] = cap * fx_tanh(z[j] / cap)
+
+
+@njit(**ELEMENTWISE)
+def _softcap_grad(g, go, n, cap, capped):
+    """g *= 1 - tanh(z / cap)**2 over g[go:go + n], from capped = cap tanh(z / cap)."""
+    g = g[go:go + n]
+    capped = capped[:n]
+    for j in range(n):
+        t = capped[j] / cap
+        g[j] = g[j] * (1 - t * t)
+
+
+@njit(**SWEEP)
+def _sum_exp_dot(z, o, n, shift):
+    """(sum(e), sum(e (z - shift))) with e = exp(z - shift) over z[o:o + n],
+    for shift >= max(z); a term with e == 0 adds 0: z - shift is clamped at
+    -1e30, far below where exp gives 0, so z = -inf gives no 0 * inf NaN
+    (NaN stays NaN)."""
+    z = z[o:o + n]
+    s = z.dtype.type(0)
+    d = z.dtype.type(0)
+    lowest = z.dtype.type(-1e30)
+    for j in range(n):
+        x = z[j] - shift
+        e = fx_exp(x)
+        s += e
+        d = fx_fma(e, x if x > lowest else lowest, d)
+    return s, d
+
+
+# Counts and indices are kept in int32 lanes, as wide as float32 ones (int64
+# ones halve the vectors); a block holds fewer than 2^31 elements.
+
+@njit(**SWEEP)
+def _count_above(z, o, n, zy):
+    """How many of z[o:o + n] are above zy or NaN (zy not NaN)."""
+    z = z[o:o + n]
+    count = np.int32(0)
+    for j in range(n):
+        count = np.int32(count + np.int32(not (z[j] <= zy)))
+    return count
+
+
+@njit(**SWEEP)
+def _count_not_below(z, o, n, zy):
+    """How many of z[o:o + n] are above zy, equal to it, or NaN."""
+    z = z[o:o + n]
+    count = np.int32(0)
+    for j in range(n):
+        count = np.int32(count + np.int32(not (z[j] < zy)))
+    return count
+
+
+@njit(**SWEEP)
+def _first_equal(z, o, n, m):
+    """The first j with z[o + j] == m (n if none): a min over the whole block,
+    vectorised, costs less than a scalar search that stops there."""
+    z = z[o:o + n]
+    first = np.int32(n)
+    for j in range(n):
+        first = min(first, np.int32(j) if z[j] == m else np.int32(n))
+    return first
+
+
 # ------------------------------------------------------------- rows (_xent.pyx.tp)
 
 @njit(**ROW)
@@ -155,7 +229,7 @@ def _block_size(n):
 
 @njit(**ROW)
 def _online(z, o, n, block, t, to, w, keep, spread, with_target, has_t, has_w,
-            e, eo, store, block_max):
+            e, eo, store, through, block_max):
     """One read of z[o:o + n], block by block: (m = max(z), s, dot, total).
 
     shift is m, or 0 while m is -inf: everything seen is then -inf or NaN, and
@@ -163,7 +237,11 @@ def _online(z, o, n, block, t, to, w, keep, spread, with_target, has_t, has_w,
     the running max rises, what was summed is rebased onto the new shift.
     With the target: also dot and total. With store: also stores exp(z - shift)
     into e[eo:], and the running max after each block into block_max, for
-    _rescale.
+    _rescale. With through (and not store): e[eo:eo + block] is scratch that
+    each block's exp(z - shift) goes through, so that s has the bits it has
+    with store (_sum_exp, one loop, is vectorised otherwise than
+    _sum_exp_store's two): a loss is then the same with and without its
+    gradient.
     """
     m = z.dtype.type(-INF)
     shift = z.dtype.type(0)
@@ -189,6 +267,8 @@ def _online(z, o, n, block, t, to, w, keep, spread, with_target, has_t, has_w,
         if store:
             s += _sum_exp_store(z, o + b, nb, shift, e, eo + b)
             block_max[i] = m
+        elif through:
+            s += _sum_exp_store(z, o + b, nb, shift, e, eo)
         else:
             s += _sum_exp(z, o + b, nb, shift)
         b += nb
@@ -212,38 +292,49 @@ def _rescale(g, go, n, block, block_max, m, k, c, t, to, w, keep, spread, has_t,
 
 
 @njit(**ROW)
-def _index_loss(zy_shifted, wy, w_sum, eps, n, scale, inv_s, log_s, exp_zy, dot, with_grad):
+def _index_loss(zy_shifted, wy, w_sum, eps, n, scale, inv_s, log_s, exp_zy, dot, with_grad,
+                lse, z_loss):
     """Loss of a row with class index y, and (k, c, fix) of its gradient: see
     _xent.pyx.tp. q = (1 - eps) onehot(y) + eps / n, so sum_c w_c q_c (z_c -
-    shift) is a (z_y - shift) + b dot with a = (1 - eps) w_y and b = eps / n."""
+    shift) is a (z_y - shift) + b dot with a = (1 - eps) w_y and b = eps / n.
+    With z_loss, z_loss lse**2 joins the loss and 2 z_loss lse softmax the
+    gradient (lse is not read without it)."""
     a = (1.0 - eps) * wy
     b = eps / n
     # Without smoothing the other classes' weights play no part.
     total = a + b * w_sum if eps != 0.0 else a
+    # The coefficient of softmax in the gradient.
+    total_p = total + 2.0 * z_loss * lse if z_loss != 0.0 else total
     k = c = fix = 0.0
     if with_grad:
-        k = scale * total * inv_s
+        k = scale * total_p * inv_s
         c = scale * b
         # The target's entry in double: T p_y - q_y w_y cancels as p_y -> 1.
-        fix = scale * (total * exp_zy * inv_s - a - b * wy)
+        fix = scale * (total_p * exp_zy * inv_s - a - b * wy)
     loss = total * log_s - (a * zy_shifted + (b * dot if eps != 0.0 else 0.0))
+    if z_loss != 0.0:
+        loss += z_loss * lse * lse
     return loss, k, c, fix
 
 
 @njit(**ROW)
-def _xent_index_row(z, o, n, block, y, w, has_w, w_sum, eps, scale, g, go, with_grad,
-                    block_max):
-    """Loss of one row with class index y; its gradient into g[go:] with with_grad."""
+def _xent_index_row(z, o, n, block, y, w, has_w, w_sum, eps, z_loss, scale, g, go, with_grad,
+                    block_max, scratch):
+    """Loss of one row with class index y; its gradient into g[go:] with
+    with_grad, else the sums go through scratch (block elements; see _online)."""
     keep = z.dtype.type(1)
     spread = z.dtype.type(0)
     zy = z[o + y]  # read before g, which may be z, is written
     m, s, dot, _ = _online(z, o, n, block, z, 0, w, keep, spread, eps != 0.0, False,
-                           has_w and eps != 0.0, g, go, with_grad, block_max)
-    zy_shifted = float(zy) - (float(m) if m > -INF else 0.0)
+                           has_w and eps != 0.0, g if with_grad else scratch,
+                           go if with_grad else 0, with_grad, True, block_max)
+    shift = float(m) if m > -INF else 0.0
+    zy_shifted = float(zy) - shift
+    log_s = np.log(s)
     loss, k, c, fix = _index_loss(zy_shifted, float(w[y]) if has_w else 1.0, w_sum, eps, n,
-                                  scale, 1.0 / s, np.log(s),
+                                  scale, 1.0 / s, log_s,
                                   float(fx_exp(zy_shifted)) if with_grad else 0.0, dot,
-                                  with_grad)
+                                  with_grad, shift + log_s, z_loss)
     if with_grad:
         _rescale(g, go, n, block, block_max, m, k, c, z, 0, w, keep, spread, False,
                  has_w and eps != 0.0)
@@ -252,23 +343,33 @@ def _xent_index_row(z, o, n, block, y, w, has_w, w_sum, eps, scale, g, go, with_
 
 
 @njit(**ROW)
-def _xent_probs_row(z, o, t, to, n, block, w, has_w, eps, scale, g, go, with_grad,
-                    block_max):
-    """Loss of one row with target probabilities t[to:to + n]."""
+def _xent_probs_row(z, o, t, to, n, block, w, has_w, eps, z_loss, scale, g, go, with_grad,
+                    block_max, scratch):
+    """Loss of one row with target probabilities t[to:to + n]; with z_loss,
+    z_loss lse**2 joins it and 2 z_loss lse softmax its gradient. g and
+    scratch as in _xent_index_row."""
     keep = z.dtype.type(1.0 - eps)
     spread = z.dtype.type(eps / n)
     m, s, dot, total = _online(z, o, n, block, t, to, w, keep, spread, True, True, has_w,
-                               g, go, with_grad, block_max)
+                               g if with_grad else scratch, go if with_grad else 0,
+                               with_grad, True, block_max)
+    log_s = np.log(s)
+    lse = (float(m) if m > -INF else 0.0) + log_s
+    # The coefficient of softmax in the gradient (z_loss == 0 adds nothing, not 0 * inf).
+    total_p = total + 2.0 * z_loss * lse if z_loss != 0.0 else total
     if with_grad:
-        _rescale(g, go, n, block, block_max, m, scale * total / s, scale, t, to, w, keep,
+        _rescale(g, go, n, block, block_max, m, scale * total_p / s, scale, t, to, w, keep,
                  spread, True, has_w)
-    return total * np.log(s) - dot
+    loss = total * log_s - dot
+    if z_loss != 0.0:
+        loss += z_loss * lse * lse
+    return loss
 
 
 @njit(**ROW)
 def _log_softmax_row(z, o, n, block, out, oo):
     m, s, _, _ = _online(z, o, n, block, z, 0, z, z.dtype.type(1), z.dtype.type(0), False,
-                         False, False, out, oo, False, out)
+                         False, False, out, oo, False, False, out)
     _write_shifted(z, o, n, m if m > -INF else z.dtype.type(0), z.dtype.type(np.log(s)),
                    out, oo)
 
@@ -276,7 +377,7 @@ def _log_softmax_row(z, o, n, block, out, oo):
 @njit(**ROW)
 def _softmax_row(z, o, n, block, out, oo, block_max):
     m, s, _, _ = _online(z, o, n, block, z, 0, z, z.dtype.type(1), z.dtype.type(0), False,
-                         False, False, out, oo, True, block_max)
+                         False, False, out, oo, True, False, block_max)
     _rescale(out, oo, n, block, block_max, m, 1.0 / s, 0.0, z, 0, z, z.dtype.type(1),
              z.dtype.type(0), False, False)
 
@@ -293,7 +394,79 @@ def _has_nan(z, o, n):
 def _logsumexp_row(z, o, n, block, unused):
     """(unused: a writable array of z's dtype, for _online's absent outputs)"""
     m, s, _, _ = _online(z, o, n, block, z, 0, z, z.dtype.type(1), z.dtype.type(0), False,
-                         False, False, unused, 0, False, unused)
+                         False, False, unused, 0, False, False, unused)
     if m == INF:  # +inf, unless a NaN is there too (as torch.logsumexp)
         return np.nan if _has_nan(z, o, n) else INF
     return (float(m) if m > -INF else 0.0) + np.log(s)
+
+
+@njit(**ROW)
+def _count_nan(z, o, n):
+    """How many of z[o:o + n] are NaN."""
+    count = 0
+    for j in range(o, o + n):
+        count += z[j] != z[j]
+    return count
+
+
+@njit(**ROW)
+def _first_nan(z, o, n):
+    """The first j with z[o + j] NaN, or -1."""
+    for j in range(n):
+        if z[o + j] != z[o + j]:
+            return j
+    return -1
+
+
+@njit(**ROW)
+def _evaluate_row(z, o, n, block, y, with_target, wy):
+    """(loss, lse, entropy, argmax, rank) of one row, from one read of
+    z[o:o + n], block by block as _online: with shift as there, s = sum(e)
+    and d = sum(e (z - shift)), e = exp(z - shift), rebased when the max
+    rises; entropy = log(s) - d / s (both terms >= 0: nothing cancels). The
+    argmax is the first m in the block where the max last rose, or the first
+    NaN (then s is NaN). Without the target (with_target False; y is then
+    any class): loss 0 and rank n."""
+    zy = z[o + y]
+    m = z.dtype.type(-INF)
+    shift = z.dtype.type(0)
+    s = 0.0
+    d = 0.0
+    rank = 0
+    top = 0  # where the block holding the first m begins
+    b = 0
+    while b < n:
+        nb = min(block, n - b)
+        bm = _max(z, o + b, nb)
+        if bm > m:
+            if s != 0.0:
+                # Each e scales by r and each z - shift drops by bm - shift.
+                r = np.exp(float(shift) - float(bm))
+                d = r * (d - (float(bm) - float(shift)) * s)
+                s *= r
+            m = shift = bm
+            top = b
+        bs, bd = _sum_exp_dot(z, o + b, nb, shift)
+        s += bs
+        d += bd
+        if with_target and zy == zy:
+            # Up to the target: those above it (or NaN); after it: also those equal.
+            k = min(max(y + 1 - b, 0), nb)
+            rank += _count_above(z, o + b, k, zy) + _count_not_below(z, o + b + k, nb - k, zy)
+        b += nb
+    if with_target and zy != zy:  # rare: a scalar sweep over the NaNs after the target
+        rank = _count_nan(z, o + y + 1, n - y - 1)
+    first_nan = _first_nan(z, o, n) if s != s else -1  # NaN, or +inf - +inf
+    if first_nan >= 0:
+        argmax = first_nan
+    else:
+        argmax = top + _first_equal(z, o + top, min(block, n - top), m)
+    log_s = np.log(s)
+    if m == INF:  # +inf, unless a NaN is there too (as _logsumexp_row)
+        lse = np.nan if first_nan >= 0 else INF
+    else:
+        lse = float(shift) + log_s
+    entropy = log_s - d / s
+    if not with_target:
+        return 0.0, lse, entropy, argmax, n
+    return wy * (log_s - (float(zy) - float(shift))), lse, entropy, argmax, rank

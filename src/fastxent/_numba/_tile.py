@@ -1,8 +1,9 @@
 """Short rows (n_classes <= TILE_MAX_C) vectorised across rows instead: the
 transcription of FX_TILES in ``_cython/_sweeps.h`` and of ``_xent_index_tile``
-in ``_cython/_xent.pyx.tp``. A tile of up to TILE_ROWS rows is transposed
-into zt (n_classes x TILE_ROWS, lanes past the tile's rows padded with 0), so
-that every loop runs over the TILE_ROWS rows of the tile.
+in ``_cython/_xent.pyx.tp``, and ``_evaluate_tile`` (the row path costs
+about three times as much on such rows). A tile of up to TILE_ROWS rows is
+transposed into zt (n_classes x TILE_ROWS, lanes past the tile's rows padded
+with 0), so that every loop runs over the TILE_ROWS rows of the tile.
 
 The scratch of a tile lives on the stack (``_simd.stack_empty``): zt, the
 per-row m, s, dot, shift, k, c in the data's dtype, and the per-row
@@ -14,8 +15,8 @@ import numpy as np
 from numba import carray, njit, types
 from numba.extending import overload
 
-from ._math import fx_exp, fx_log
-from ._row import ROW, _index_loss
+from ._math import fx_exp, fx_fma, fx_log
+from ._row import ROW, _count_nan, _index_loss
 from ._simd import stack_empty, transpose8_max
 
 TILE_ROWS = 16
@@ -27,6 +28,7 @@ INF = np.inf
 _zt_empty = stack_empty(TILE_MAX_C * TILE_ROWS)
 _state_empty = stack_empty((C + 1) * TILE_ROWS)
 _state_d_empty = stack_empty(5 * TILE_ROWS)
+_state_i_empty = stack_empty(4 * TILE_ROWS)
 
 
 def _transpose_max(z, o, rs, rows, n, zt, m):
@@ -54,16 +56,12 @@ def _transpose_max_impl(z, o, rs, rows, n, zt, m):
 
 
 @njit(inline="always", **ROW)
-def _tile_online(z, o, rs, rows, n, w, has_w, with_dot, zt, state):
-    """zt = the tile transposed; m, s, dot per row as in the row sweeps, with
-    shift = m (0 where m is -inf); zt then holds exp(z - shift). w: see
-    _weighted_shifted (t absent); dot only with with_dot."""
+def _tile_load(z, o, rs, rows, n, zt, m):
+    """zt = the tile transposed (lanes past its rows 0) and m = the max of
+    each row (skipping NaN; 0 past the rows)."""
     R = TILE_ROWS
-    m, s, dot, shift = state[M], state[S], state[DOT], state[SHIFT]
     for i in range(R):
         m[i] = -INF
-        s[i] = 0
-        dot[i] = 0
     if not _transpose_max(z, o, rs, rows, n, zt, m):
         for i in range(R):
             row = o + i * rs
@@ -75,6 +73,19 @@ def _tile_online(z, o, rs, rows, n, w, has_w, with_dot, zt, state):
             for c in range(n if i >= rows else 0):
                 zt[c * R + i] = 0
             m[i] = m_i
+
+
+@njit(inline="always", **ROW)
+def _tile_online(z, o, rs, rows, n, w, has_w, with_dot, zt, state):
+    """zt = the tile transposed; m, s, dot per row as in the row sweeps, with
+    shift = m (0 where m is -inf); zt then holds exp(z - shift). w: see
+    _weighted_shifted (t absent); dot only with with_dot."""
+    R = TILE_ROWS
+    m, s, dot, shift = state[M], state[S], state[DOT], state[SHIFT]
+    for i in range(R):
+        s[i] = 0
+        dot[i] = 0
+    _tile_load(z, o, rs, rows, n, zt, m)
     for i in range(R):
         shift[i] = m[i] if m[i] > -INF else 0
     for c in range(n):
@@ -113,7 +124,7 @@ def _tile_rescale(zt, state, rows, n, w, has_w, g, go, grs):
 
 @njit(**ROW)
 def _xent_index_tile(z, o, rs, first, rows, n, labels, w, has_w, w_sum, eps, ignore_index,
-                     grad_scale, loss_out, g, go, grs, with_grad):
+                     z_loss, grad_scale, loss_out, g, go, grs, with_grad):
     """Up to TILE_ROWS short rows, vectorised across rows: rows first to
     first + rows of labels, grad_scale and loss_out."""
     zt = carray(_zt_empty(z.dtype), TILE_MAX_C * TILE_ROWS)
@@ -139,9 +150,10 @@ def _xent_index_tile(z, o, rs, first, rows, n, labels, w, has_w, w_sum, eps, ign
         if y == ignore_index:
             loss_out[first + i] = 0.0
             continue
+        lse = (float(m[i]) if m[i] > -INF else 0.0) + log_s[i]
         loss_out[first + i], row_k, row_c, fix[i] = _index_loss(
             zy_shifted[i], float(w[y]) if has_w else 1.0, w_sum, eps, n, grad_scale[first + i],
-            inv_s[i], log_s[i], exp_zy[i], float(dot[i]), with_grad)
+            inv_s[i], log_s[i], exp_zy[i], float(dot[i]), with_grad, lse, z_loss)
         k[i] = row_k
         c[i] = row_c
     if not with_grad:
@@ -154,3 +166,66 @@ def _xent_index_tile(z, o, rs, first, rows, n, labels, w, has_w, w_sum, eps, ign
                 g[np.uint64(go + i * grs + col)] = 0
         else:
             g[np.uint64(go + i * grs + y)] = fix[i]
+
+
+@njit(**ROW)
+def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, loss_out, lse_out,
+                   entropy_out, argmax_out, rank_out):
+    """evaluate for up to TILE_ROWS short rows, vectorised across rows: the
+    sums of _evaluate_row (s, d in the data's dtype), the rank counted and
+    the first maximum and first NaN found in one pass over the columns, in
+    int32 lanes as wide as float32 ones."""
+    R = TILE_ROWS
+    zt = carray(_zt_empty(z.dtype), TILE_MAX_C * TILE_ROWS)
+    state = carray(_state_empty(z.dtype), (C + 1, TILE_ROWS))
+    log_s = carray(_state_d_empty(np.dtype(np.float64)), (5, TILE_ROWS))[0]
+    state_i = carray(_state_i_empty(np.dtype(np.int32)), (4, TILE_ROWS))
+    m, s, d, shift, zy = state[M], state[S], state[DOT], state[SHIFT], state[K]
+    y, rank, top, first_nan = state_i[0], state_i[1], state_i[2], state_i[3]
+    _tile_load(z, o, rs, rows, n, zt, m)
+    for i in range(R):
+        yi = labels[first + i] if i < rows else ignore_index
+        y[i] = np.int32(yi if yi != ignore_index else 0)  # any class where there is none
+    for i in range(R):
+        shift[i] = m[i] if m[i] > -INF else 0
+        zy[i] = zt[y[i] * R + i]
+        s[i] = 0
+        d[i] = 0
+        rank[i] = 0
+        top[i] = np.int32(n)
+        first_nan[i] = np.int32(n)
+    lowest = z.dtype.type(-1e30)  # as _sum_exp_dot
+    for c in range(n):
+        c32 = np.int32(c)
+        for i in range(R):
+            zc = zt[c * R + i]
+            x = zc - shift[i]
+            e = fx_exp(x)
+            s[i] += e
+            d[i] = fx_fma(e, x if x > lowest else lowest, d[i])
+            # above zy or NaN, or equal to it after it (zy NaN: fixed below)
+            before = not (zc < zy[i]) if c32 > y[i] else not (zc <= zy[i])
+            rank[i] = np.int32(rank[i] + np.int32(before))
+            top[i] = min(top[i], c32 if zc == m[i] else np.int32(n))
+            first_nan[i] = min(first_nan[i], c32 if zc != zc else np.int32(n))
+    for i in range(R):
+        log_s[i] = fx_log(float(s[i]))
+    for i in range(rows):
+        yi = labels[first + i]
+        nan = first_nan[i] < n
+        argmax_out[first + i] = first_nan[i] if nan else top[i]
+        if m[i] == INF:  # +inf, unless a NaN is there too (as _logsumexp_row)
+            lse_out[first + i] = np.nan if nan else INF
+        else:
+            lse_out[first + i] = float(shift[i]) + log_s[i]
+        entropy_out[first + i] = log_s[i] - float(d[i]) / float(s[i])
+        if yi == ignore_index:
+            loss_out[first + i] = 0.0
+            rank_out[first + i] = n
+            continue
+        wy = float(w[yi]) if has_w else 1.0
+        loss_out[first + i] = wy * (log_s[i] - (float(zy[i]) - float(shift[i])))
+        if zy[i] == zy[i]:
+            rank_out[first + i] = rank[i]
+        else:  # rare: the NaNs after the target
+            rank_out[first + i] = _count_nan(z, o + i * rs + yi + 1, n - yi - 1)

@@ -15,10 +15,11 @@ import numpy as np
 
 import fastxent
 
-OPS = ("loss", "loss+grad", "log_softmax", "bce_logits")
+OPS = ("loss", "loss+grad", "evaluate", "log_softmax", "bce_logits")
 OP_TITLES = {
     "loss": "cross-entropy, loss only (mean)",
     "loss+grad": "cross-entropy, loss + gradient (mean)",
+    "evaluate": "evaluation: mean loss, accuracy, top-5 accuracy, entropy, logsumexp",
     "log_softmax": "log_softmax over the last axis",
     "bce_logits": "binary cross-entropy with logits, loss + gradient (mean)",
 }
@@ -36,7 +37,7 @@ class Problem:
     bytes_moved: int = field(init=False)
 
     def __post_init__(self):
-        written = {"loss": 0, "loss+grad": self.x.nbytes, "log_softmax": self.x.nbytes,
+        written = {"loss": 0, "evaluate": 0, "loss+grad": self.x.nbytes, "log_softmax": self.x.nbytes,
                    "bce_logits": self.x.nbytes}[self.op]
         read = self.x.nbytes + (self.target.nbytes if self.op != "log_softmax" else 0)
         self.bytes_moved = read + written
@@ -89,6 +90,29 @@ def numpy_bce_logits(x, t):
     return loss, grad
 
 
+def numpy_evaluate(x, labels):
+    """The metrics of fastxent.evaluate as a NumPy user computes them."""
+    rows = np.arange(x.shape[0])
+    m = x.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    logp = x - lse
+    p = np.exp(logp)
+    k = min(5, x.shape[1])
+    top5 = np.argpartition(x, -k, axis=1)[:, -k:]
+    return {"loss": float(np.mean(-logp[rows, labels])),
+            "accuracy": float(np.mean(np.argmax(x, axis=1) == labels)),
+            "top5": float(np.mean(np.any(top5 == labels[:, None], axis=1))),
+            "entropy": float(np.mean(-np.sum(p * logp, axis=1))),
+            "logsumexp": float(np.mean(lse))}
+
+
+def _evaluation(result):
+    """fastxent.evaluate's result as the metrics every implementation reports."""
+    return {"loss": result["loss"], "accuracy": result["accuracy"],
+            "top5": result["top_k_accuracy"][5], "entropy": result["entropy"],
+            "logsumexp": result["logsumexp"]}
+
+
 def reference(problem):
     """What every implementation is checked against: fastxent's plain NumPy
     specification (``backend="numpy"``, itself tested against PyTorch) on
@@ -99,6 +123,8 @@ def reference(problem):
         return fastxent.cross_entropy(x, problem.target, **spec), None
     if problem.op == "loss+grad":
         return fastxent.cross_entropy(x, problem.target, return_grad=True, **spec)
+    if problem.op == "evaluate":
+        return _evaluation(fastxent.evaluate(x, problem.target, **spec))
     if problem.op == "log_softmax":
         return fastxent.log_softmax(x, **spec), None
     return fastxent.binary_cross_entropy_with_logits(
@@ -144,6 +170,15 @@ def fastxent_implementations(op, backend):
     def prepare_log_softmax(p, threads):
         return (lambda: fastxent.log_softmax(p.x, backend=backend, num_threads=threads)), _array
 
+    def prepare_evaluate(p, threads):
+        return (lambda: fastxent.evaluate(p.x, p.target, backend=backend,
+                                          num_threads=threads)), _evaluation
+
+    def prepare_loss_metric(p, threads):  # the loss alone: what evaluate is measured against
+        return (lambda: fastxent.cross_entropy(p.x, p.target, backend=backend,
+                                               num_threads=threads)), \
+            (lambda r: {"loss": float(r)})
+
     def prepare_bce(p, threads):
         g = np.empty_like(p.x)
         return (lambda: fastxent.binary_cross_entropy_with_logits(
@@ -158,6 +193,9 @@ def fastxent_implementations(op, backend):
                 Implementation(name, "fastxent", prepare_grad(False))]
     if op == "log_softmax":
         return [Implementation(name, "fastxent", prepare_log_softmax)]
+    if op == "evaluate":
+        return [Implementation(name + " evaluate", "fastxent", prepare_evaluate),
+                Implementation(name + " loss only", "fastxent", prepare_loss_metric)]
     return [Implementation(name + " out=", "fastxent", prepare_bce)]
 
 
@@ -165,9 +203,11 @@ def numpy_implementations(op):
     def prepare(p, threads):
         call = {"loss": lambda: numpy_loss(p.x, p.target),
                 "loss+grad": lambda: numpy_loss_grad(p.x, p.target),
+                "evaluate": lambda: numpy_evaluate(p.x, p.target),
                 "log_softmax": lambda: numpy_log_softmax(p.x),
                 "bce_logits": lambda: numpy_bce_logits(p.x, p.target)}[op]
-        collect = {"loss": _loss_only, "log_softmax": _array}.get(op, _loss_grad)
+        collect = {"loss": _loss_only, "log_softmax": _array,
+                   "evaluate": lambda r: r}.get(op, _loss_grad)
         return call, collect
     return [Implementation("NumPy (1 thread)", "numpy", prepare)]
 
@@ -213,6 +253,20 @@ def sklearn_implementations(op, sklearn_modules):
                                              labels=labels)), _loss_only
         impls.append(Implementation("scikit-learn log_loss(softmax)", "sklearn",
                                     prepare_log_loss))
+    if op == "evaluate":
+        def prepare_metrics(p, threads):
+            labels = np.arange(p.shape[1])
+
+            def call():
+                proba = special.softmax(p.x, axis=1)
+                return {"loss": metrics.log_loss(p.target, proba, labels=labels),
+                        "accuracy": metrics.accuracy_score(p.target, np.argmax(p.x, axis=1)),
+                        "top5": metrics.top_k_accuracy_score(p.target, p.x, k=5,
+                                                             labels=labels),
+                        "entropy": float(np.mean(special.entr(proba).sum(axis=1))),
+                        "logsumexp": float(np.mean(special.logsumexp(p.x, axis=1)))}
+            return call, lambda r: r
+        impls.append(Implementation("scikit-learn metrics + SciPy", "sklearn", prepare_metrics))
     if op == "bce_logits":
         def prepare_bce(p, threads):
             loss = loss_module.HalfBinomialLoss()
@@ -257,6 +311,21 @@ def torch_implementations(op, torch, device):
             sync()
             return loss, leaf.grad
 
+        def metrics():
+            with torch.no_grad():
+                lse = torch.logsumexp(x, dim=1)
+                logp = x - lse[:, None]
+                r = {"loss": F.nll_loss(logp, t),
+                     "accuracy": (x.argmax(dim=1) == t).double().mean(),
+                     "top5": (x.topk(min(5, x.shape[1]), dim=1).indices == t[:, None])
+                     .any(dim=1).double().mean(),
+                     "entropy": -(logp.exp() * logp).sum(dim=1).mean(),
+                     "logsumexp": lse.mean()}
+            sync()
+            return r
+
+        if op == "evaluate":
+            return metrics, lambda r: {k: float(v) for k, v in r.items()}
         if op in ("loss", "log_softmax"):
             return forward, (lambda r: (float(r), None) if op == "loss" else (to_numpy(r), None))
         return forward_backward, lambda r: (float(r[0].detach()), to_numpy(r[1]))

@@ -1,0 +1,211 @@
+"""``evaluate``: the loss and the usual metrics of a batch, from one read of the logits.
+
+The ``evaluate`` kernel writes five values per row (loss, log-sum-exp,
+entropy, argmax, the target's rank) and nothing of size N x C; the metrics
+are weighted means of those, computed here. Rows go through the kernel in
+chunks, so that arrays larger than memory (``np.memmap``) stream through.
+"""
+
+import math
+
+import numpy as np
+
+from . import _validation as v
+from ._api import _class_indices, _class_logits, _device_module, _divide, _kernel, _rows
+
+# Per-row values are summed in blocks of REDUCE_ROWS rows, aligned on the
+# whole batch, and the block sums are added exactly (math.fsum): the results
+# do not depend on chunk_rows or num_threads.
+REDUCE_ROWS = 1024
+# The default chunk: about this many logits (16 MiB of float32).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
+             sample_weight=None, per_sample=False, chunk_rows=None, backend="auto",
+             num_threads=None):
+    """Mean loss, accuracy, top-k accuracies, entropy and log-sum-exp of a batch.
+
+    One read of the logits and no write of their size: the cost of the loss
+    alone, for all the metrics of an evaluation loop.
+
+    Parameters
+    ----------
+    logits : array_like, shape (N, C), (C,) or (N, C, d1, ..., dk)
+        Unnormalised scores; the class axis is axis 1 (axis 0 for 1-D input).
+        A ``np.memmap`` larger than memory works: rows are read in chunks.
+    target : array_like of integers, shape (N,), () or (N, d1, ..., dk)
+        Class indices in [0, C), or ``ignore_index``.
+    topk : int or sequence of int, default (1, 5)
+        The k of each top-k accuracy.
+    weight : array_like, shape (C,), optional
+        Class weights of the loss, as in ``cross_entropy``: the mean loss is
+        ``sum(sample_weight * weight[y] * loss) / sum(sample_weight * weight[y])``.
+        The other metrics do not use them.
+    ignore_index : int, default -100
+        Samples with this target count in no metric.
+    sample_weight : array_like of the target's shape, optional
+        Every metric is the ``sample_weight``-weighted mean over the counted
+        samples, as in scikit-learn's ``accuracy_score``, ``top_k_accuracy_score``
+        and ``log_loss``.
+    per_sample : bool, default False
+        Also return each sample's values (without ``sample_weight``).
+    chunk_rows : int, optional
+        Rows per kernel call (rounded up to a multiple of 1024); by default
+        about 4 million logits per call. The results do not depend on it.
+    backend, num_threads : see ``cross_entropy``.
+
+    Returns
+    -------
+    dict
+        ``"loss"``, ``"accuracy"`` (of ``argmax``, the first maximum as
+        ``np.argmax`` takes it), ``"top_k_accuracy"`` (a dict k -> accuracy,
+        ties counted as scikit-learn's ``top_k_accuracy_score`` counts them: a
+        tie goes to the larger class index), ``"entropy"`` (of the softmax, in
+        nats), ``"logsumexp"``: Python floats, nan when no sample counts;
+        ``"n_samples"``: the number of counted samples. With ``per_sample``:
+        ``"per_sample"``, a dict of arrays of the target's shape: ``"loss"``,
+        ``"entropy"``, ``"logsumexp"``, ``"argmax"``, ``"correct"`` (argmax is
+        the target), ``"rank"`` (how many classes rank before the target).
+        Ignored samples have loss 0, correct False and rank C.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3], [1.2, 0.4, 3.0]])
+    >>> result = fastxent.evaluate(logits, [0, 2, 2], topk=(1, 2))
+    >>> round(result["loss"], 4), round(result["accuracy"], 4)
+    (1.0173, 0.6667)
+    >>> result["top_k_accuracy"]
+    {1: 0.6666666666666666, 2: 0.6666666666666666}
+    """
+    topk = v.check_topk(topk)
+    ignore_index = v.check_ignore_index(ignore_index)
+    chunk_rows = v.check_chunk_rows(chunk_rows)
+    device = _device_module(logits, backend)
+    if device is not None:
+        shape = tuple(logits.shape)
+        rows = device.evaluate_rows(logits, target, weight, ignore_index, sample_weight)
+        total = _Totals(topk, shape[-1], ignore_index, per_sample, shape[:-1])
+        class_weight = (None if weight is None else
+                        np.asarray(rows["class_weight"], np.float64))
+        total.add(0, rows["labels"], rows["sample_weight"], class_weight, rows)
+        return total.result()
+
+    z, compute, axis, batch_shape, class_weight = _class_logits(logits, "logits", weight)
+    n_classes = z.shape[axis]
+    t = v.as_array(target, "target")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target of evaluate must hold integer class indices; got dtype "
+                        f"{t.dtype} (for probabilities use cross_entropy)")
+    if t.shape != batch_shape:
+        raise ValueError(f"target must have shape {batch_shape} for logits of shape "
+                         f"{z.shape}; got shape {t.shape}")
+    labels, _ = _class_indices(t, n_classes, ignore_index, class_weight)
+    sample_rows = (None if sample_weight is None
+                   else v.check_sample_weight(sample_weight, batch_shape))
+    # 2-D logits are read in place, chunk by chunk; others become rows first.
+    rows = z.reshape(1, n_classes) if z.ndim == 1 else z if z.ndim == 2 else \
+        _rows(z, axis, compute)
+    n_rows = rows.shape[0]
+    step = chunk_rows or max(1, CHUNK_ELEMENTS // n_classes)
+    step = -(-step // REDUCE_ROWS) * REDUCE_ROWS
+    kernel, num_threads = _kernel("evaluate", backend, num_threads,
+                                  min(step, n_rows) * n_classes)
+
+    # Everything is checked: from here on nothing raises.
+    total = _Totals(topk, n_classes, ignore_index, per_sample, batch_shape)
+    for start in range(0, n_rows, step):
+        stop = min(n_rows, start + step)
+        chunk = _rows(rows[start:stop], 1, compute)
+        out = _row_buffers(stop - start)
+        kernel(chunk, labels[start:stop], class_weight, ignore_index, out["loss"],
+               out["lse"], out["entropy"], out["argmax"], out["rank"], num_threads)
+        total.add(start, labels[start:stop],
+                  None if sample_rows is None else sample_rows[start:stop],
+                  class_weight if weight is not None else None, out)
+    return total.result()
+
+
+def _row_buffers(n):
+    return {"loss": np.empty(n), "lse": np.empty(n), "entropy": np.empty(n),
+            "argmax": np.empty(n, np.int64), "rank": np.empty(n, np.int64)}
+
+
+class _Totals:
+    """The weighted sums of the metrics, block by block, and the per-sample values."""
+
+    def __init__(self, topk, n_classes, ignore_index, per_sample, batch_shape):
+        self.topk = topk
+        self.n_classes = n_classes
+        self.ignore_index = ignore_index
+        self.batch_shape = batch_shape
+        self.blocks = {name: [] for name in
+                       ("loss", "loss_weight", "weight", "accuracy", "entropy", "lse")
+                       + tuple(topk)}
+        self.count = 0
+        self.per_sample = ([] if per_sample else None)
+
+    def add(self, start, labels, sample_weight, class_weight, rows):
+        """The rows [start, start + len(labels)) of the batch (start a multiple of
+        REDUCE_ROWS), with the kernel's per-row values ``rows``."""
+        kept = labels != self.ignore_index
+        # Ignored rows weigh 0, whatever their sample weight (even nan).
+        weights = kept.astype(np.float64) if sample_weight is None else \
+            np.where(kept, sample_weight, 0.0)
+        correct = (rows["argmax"] == labels) & kept
+        values = {
+            "loss": weights * rows["loss"],
+            "loss_weight": (weights if class_weight is None else
+                            weights * class_weight[np.where(kept, labels, 0)]),
+            "weight": weights,
+            "accuracy": weights * correct,
+            "entropy": np.where(kept, weights * rows["entropy"], 0.0),
+            "lse": np.where(kept, weights * rows["lse"], 0.0),
+        }
+        for k in self.topk:
+            # Two classes: scikit-learn scores the second class's column alone,
+            # and a tie goes to the first class, as argmax takes it.
+            hit = (correct if k == 1 else kept) if self.n_classes == 2 else rows["rank"] < k
+            values[k] = weights * hit
+        starts = np.arange(0, len(labels), REDUCE_ROWS)
+        for name, value in values.items():
+            if len(labels):
+                self.blocks[name].append(np.add.reduceat(value, starts))
+        self.count += int(np.count_nonzero(kept))
+        if self.per_sample is not None:
+            self.per_sample.append({name: rows[name] for name in
+                                    ("loss", "lse", "entropy", "argmax", "rank")}
+                                   | {"correct": correct})
+
+    def result(self):
+        sums = {name: _exact_sum(blocks) for name, blocks in self.blocks.items()}
+        weight = sums["weight"]
+        result = {
+            "loss": _divide(sums["loss"], sums["loss_weight"]),
+            "accuracy": _divide(sums["accuracy"], weight),
+            "top_k_accuracy": {k: _divide(sums[k], weight) for k in self.topk},
+            "entropy": _divide(sums["entropy"], weight),
+            "logsumexp": _divide(sums["lse"], weight),
+            "n_samples": self.count,
+        }
+        if self.per_sample is not None:
+            parts = self.per_sample or [_row_buffers(0) | {"correct": np.empty(0, bool)}]
+            joined = {name: np.concatenate([p[name] for p in parts]).reshape(self.batch_shape)
+                      for name in parts[0]}
+            result["per_sample"] = {
+                "loss": joined["loss"], "entropy": joined["entropy"],
+                "logsumexp": joined["lse"], "argmax": joined["argmax"],
+                "correct": joined["correct"], "rank": joined["rank"]}
+        return result
+
+
+def _exact_sum(blocks):
+    """The correctly rounded sum of the block sums (inf and nan propagate)."""
+    if not blocks:
+        return 0.0
+    values = np.concatenate(blocks)
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):  # inf - inf, or an overflow on the way
+        return float(np.sum(values))
