@@ -497,9 +497,16 @@ def test_api_evaluate(rng):
     x[4] = x[4, 0]  # a row of ties
     kw = dict(topk=(1, 3), weight=rng.random(9).astype(np.float32),
               sample_weight=rng.random(6))
-    result = fastxent.evaluate(on_device(x), on_device(t), **kw)
-    expected = fastxent.evaluate(x, t, backend="numpy", **kw)
+    result = fastxent.evaluate(on_device(x), on_device(t), per_sample=True, **kw)
+    expected = fastxent.evaluate(x, t, backend="numpy", per_sample=True, **kw)
     assert result.keys() == expected.keys()
+    each, expected_each = result.pop("per_sample"), expected.pop("per_sample")
+    assert each.keys() == expected_each.keys()
+    for name in ("argmax", "correct", "rank"):
+        np.testing.assert_array_equal(each[name], expected_each[name], err_msg=name)
+    for name in ("loss", "entropy", "logsumexp"):
+        np.testing.assert_allclose(each[name], expected_each[name], rtol=1e-6, atol=1e-6,
+                                   err_msg=name)
     assert result["top_k_accuracy"] == expected["top_k_accuracy"]
     assert result["accuracy"] == expected["accuracy"]
     assert result["n_samples"] == expected["n_samples"]

@@ -64,9 +64,10 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
         tie goes to the larger class index), ``"entropy"`` (of the softmax, in
         nats), ``"logsumexp"``: Python floats, nan when no sample counts;
         ``"n_samples"``: the number of counted samples. With ``per_sample``:
-        ``"per_sample"``, a dict of arrays of the target's shape: ``"loss"``,
-        ``"entropy"``, ``"logsumexp"``, ``"argmax"``, ``"correct"`` (argmax is
-        the target), ``"rank"`` (how many classes rank before the target).
+        ``"per_sample"``, a dict of NumPy arrays of the target's shape (on the
+        host, for device input too): ``"loss"``, ``"entropy"``, ``"logsumexp"``,
+        ``"argmax"``, ``"correct"`` (argmax is the target), ``"rank"`` (how
+        many classes rank before the target).
         Ignored samples have loss 0, correct False and rank C.
 
     Examples

@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "_fastmath.h"
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -143,57 +144,47 @@ static inline void fx_softcap_grad_##S(T *g, const T *t, ptrdiff_t n, T cap)    
     }                                                                                 \
 }                                                                                     \
 /* sum(e) and, into *dot, sum(e (z - shift)), e = exp(z - shift): the entropy's        \
-   terms (0 where e is 0, so that z = -inf adds 0, not 0 * -inf) */                   \
+   terms. z - shift is clamped at -1e30, far below where e is 0, so that z = -inf     \
+   adds 0, not 0 * -inf (a max and an fma: a test of e == 0 cost 30% more) */         \
 static inline double fx_sum_exp_dot_##S(const T *z, ptrdiff_t n, T shift, double *dot)\
 {                                                                                     \
+    const T lowest = (T)-1e30;                                                        \
     T s = 0, d = 0;                                                                   \
     FX_REDUCE(reduction(+ : s, d),                                                    \
-              T x = z[j] - shift; T e = EXP(x); s += e; d += e == 0 ? 0 : e * x;);    \
+              T x = z[j] - shift; T e = EXP(x); s += e;                               \
+              d += e * (x > lowest ? x : lowest););                                   \
     *dot = d;                                                                         \
     return s;                                                                         \
 }                                                                                     \
-/* max(z) (as fx_max) and the number of z[j] that sort before a target of      \
-   value zy: !(z <= zy) counts the greater and NaN, !(z < zy) the equal too */        \
-static inline T fx_max_count_gt_##S(const T *z, ptrdiff_t n, T zy, ptrdiff_t *count)  \
-{                                                                                     \
-    T m = -INFINITY;                                                                  \
-    int c = 0;                                                                        \
-    FX_REDUCE(reduction(max : m) reduction(+ : c),                                    \
-              m = z[j] > m ? z[j] : m; c += !(z[j] <= zy););                          \
-    *count += c;                                                                      \
-    return m;                                                                         \
-}                                                                                     \
-static inline T fx_max_count_ge_##S(const T *z, ptrdiff_t n, T zy, ptrdiff_t *count)  \
-{                                                                                     \
-    T m = -INFINITY;                                                                  \
-    int c = 0;                                                                        \
-    FX_REDUCE(reduction(max : m) reduction(+ : c),                                    \
-              m = z[j] > m ? z[j] : m; c += !(z[j] < zy););                           \
-    *count += c;                                                                      \
-    return m;                                                                         \
-}                                                                                     \
-/* max(z[0:n]), and into *count how many z[j] sort before a target of value zy       \
+/* max(z[0:n]), and into *count how many z[j] sort before a target of value zy    \
    (not NaN) at position y in np.argsort's stable order, reversed: greater or        \
-   NaN, also equal after y */                                                         \
+   NaN, also equal after y. One loop counts the greater and NaN (!(z <= zy)) and     \
+   the equal; only a tie beyond the target itself needs the scalar recount. */       \
 static inline T fx_max_count_##S(const T *z, ptrdiff_t n, T zy, ptrdiff_t y,          \
                                  ptrdiff_t *count)                                    \
 {                                                                                     \
-    ptrdiff_t split = y < 0 ? 0 : (y + 1 < n ? y + 1 : n);                            \
-    T m = fx_max_count_gt_##S(z, split, zy, count);                                   \
-    T m2 = fx_max_count_ge_##S(z + split, n - split, zy, count);                      \
-    return m2 > m ? m2 : m;                                                           \
+    T m = -INFINITY;                                                                  \
+    int c = 0, equal = 0;                                                             \
+    FX_REDUCE(reduction(max : m) reduction(+ : c, equal),                             \
+              m = z[j] > m ? z[j] : m; c += !(z[j] <= zy); equal += z[j] == zy;);     \
+    if (equal > (y >= 0 && y < n))                                                    \
+        for (ptrdiff_t j = y < 0 ? 0 : y + 1; j < n; j++)                             \
+            c += z[j] == zy;                                                          \
+    *count += c;                                                                      \
+    return m;                                                                         \
 }                                                                                     \
-/* the first j with z[j] == m, or n: a vector test per 16 elements */                 \
+/* the first j with z[j] == m, or n: a vector test per 16 elements, then the        \
+   least matching lane of the block that has one, without a branch per lane */       \
 static inline ptrdiff_t fx_first_equal_##S(const T *z, ptrdiff_t n, T m)              \
 {                                                                                     \
     ptrdiff_t j = 0;                                                                  \
     for (; j + 16 <= n; j += 16) {                                                    \
-        int any = 0;                                                                  \
-        FX_SIMD(reduction(| : any))                                                   \
-        for (ptrdiff_t k = 0; k < 16; k++)                                            \
-            any |= z[j + k] == m;                                                     \
-        if (any)                                                                      \
-            break;                                                                    \
+        int first = 16;                                                               \
+        FX_SIMD(reduction(min : first))                                               \
+        for (int k = 0; k < 16; k++)                                                  \
+            first = z[j + k] == m && k < first ? k : first;                           \
+        if (first < 16)                                                               \
+            return j + first;                                                         \
     }                                                                                 \
     for (; j < n; j++)                                                                \
         if (z[j] == m)                                                                \
@@ -395,6 +386,28 @@ FX_NO_TRANSPOSE(float, f32)
 FX_NO_TRANSPOSE(double, f64)
 
 #define FX_TILES(T, S, EXP)                                                           \
+/* zt = the tile transposed (lanes past its rows 0) and m = the max of each row     \
+   (skipping NaN; 0 past the rows) */                                                 \
+static inline void fx_tile_load_##S(const T *z, ptrdiff_t row_stride, ptrdiff_t rows, \
+                                    ptrdiff_t n, T *zt, T *m)                         \
+{                                                                                     \
+    enum { R = FX_TILE_ROWS };                                                        \
+    if (rows < R || !fx_transpose_in_##S(z, row_stride, n, zt)) {                     \
+        for (ptrdiff_t i = 0; i < rows; i++)                                          \
+            for (ptrdiff_t c = 0; c < n; c++)                                         \
+                zt[c * R + i] = z[i * row_stride + c];                                \
+        for (ptrdiff_t i = rows; i < R; i++)                                          \
+            for (ptrdiff_t c = 0; c < n; c++)                                         \
+                zt[c * R + i] = 0;                                                    \
+    }                                                                                 \
+    for (ptrdiff_t i = 0; i < R; i++)                                                 \
+        m[i] = -INFINITY;                                                             \
+    for (ptrdiff_t c = 0; c < n; c++) {                                               \
+        FX_SIMD()                                                                     \
+        for (ptrdiff_t i = 0; i < R; i++)                                             \
+            m[i] = zt[c * R + i] > m[i] ? zt[c * R + i] : m[i];                       \
+    }                                                                                 \
+}                                                                                     \
 /* zt = the tile transposed; m, s, dot per row as in the row sweeps, with          \
    shift = m (0 where m is -inf); zt then holds exp(z - shift). w: see             \
    fx_weighted_shifted (t = NULL); dot only when with_dot. */                         \
@@ -404,27 +417,13 @@ static inline void fx_tile_online_##S(const T *z, ptrdiff_t row_stride,         
 {                                                                                     \
     enum { R = FX_TILE_ROWS };                                                        \
     T shift[R];                                                                       \
-    if (rows < R || !fx_transpose_in_##S(z, row_stride, n, zt)) {                     \
-        for (ptrdiff_t i = 0; i < rows; i++)                                          \
-            for (ptrdiff_t c = 0; c < n; c++)                                         \
-                zt[c * R + i] = z[i * row_stride + c];                                \
-        for (ptrdiff_t i = rows; i < R; i++)                                          \
-            for (ptrdiff_t c = 0; c < n; c++)                                         \
-                zt[c * R + i] = 0;                                                    \
-    }                                                                                 \
+    fx_tile_load_##S(z, row_stride, rows, n, zt, m);                                  \
+    FX_SIMD()                                                                         \
     for (ptrdiff_t i = 0; i < R; i++) {                                               \
-        m[i] = -INFINITY;                                                             \
+        shift[i] = m[i] > -INFINITY ? m[i] : (T)0;                                    \
         s[i] = 0;                                                                     \
         dot[i] = 0;                                                                   \
     }                                                                                 \
-    for (ptrdiff_t c = 0; c < n; c++) {                                               \
-        FX_SIMD()                                                                     \
-        for (ptrdiff_t i = 0; i < R; i++)                                             \
-            m[i] = zt[c * R + i] > m[i] ? zt[c * R + i] : m[i];                       \
-    }                                                                                 \
-    FX_SIMD()                                                                         \
-    for (ptrdiff_t i = 0; i < R; i++)                                                 \
-        shift[i] = m[i] > -INFINITY ? m[i] : (T)0;                                    \
     for (ptrdiff_t c = 0; c < n; c++) {                                               \
         T wc = w == NULL ? (T)1 : w[c];                                               \
         if (with_dot) {                                                               \
@@ -437,6 +436,41 @@ static inline void fx_tile_online_##S(const T *z, ptrdiff_t row_stride,         
             T e = EXP(zt[c * R + i] - shift[i]);                                      \
             zt[c * R + i] = e;                                                        \
             s[i] += e;                                                                \
+        }                                                                             \
+    }                                                                                 \
+}                                                                                     \
+/* evaluate's sweep of a tile, after fx_tile_load: per row, with shift = m (0      \
+   where m is -inf) and y the target's column (any column where there is none),    \
+   s and d = sum e (z - shift) as fx_sum_exp_dot (-inf counted as -1e30, so that    \
+   e = 0 adds 0), and counted in the same pass over the columns: rank, the         \
+   columns that sort before the target's value zy as in fx_max_count (zy NaN:       \
+   to be counted again), top, the first column equal to m, and first_nan, the      \
+   first NaN (n where there is none). */                                            \
+static inline void fx_tile_evaluate_##S(const T *zt, ptrdiff_t n, const T *m,         \
+                                        const int32_t *y, T *shift, T *zy, T *s,      \
+                                        T *d, int32_t *rank, int32_t *top,            \
+                                        int32_t *first_nan)                           \
+{                                                                                     \
+    enum { R = FX_TILE_ROWS };                                                        \
+    const T lowest = (T)-1e30;                                                        \
+    const int32_t none = (int32_t)n;                                                  \
+    for (ptrdiff_t i = 0; i < R; i++) {                                               \
+        shift[i] = m[i] > -INFINITY ? m[i] : (T)0;                                    \
+        zy[i] = zt[y[i] * R + i];                                                     \
+        s[i] = d[i] = 0;                                                              \
+        rank[i] = 0;                                                                  \
+        top[i] = first_nan[i] = none;                                                 \
+    }                                                                                 \
+    for (int32_t c = 0; c < none; c++) {                                              \
+        const T *col = zt + c * R;                                                    \
+        FX_SIMD()                                                                     \
+        for (ptrdiff_t i = 0; i < R; i++) {                                           \
+            T x = col[i] - shift[i], e = EXP(x);                                      \
+            s[i] += e;                                                                \
+            d[i] += e * (x > lowest ? x : lowest);                                    \
+            rank[i] += c > y[i] ? !(col[i] < zy[i]) : !(col[i] <= zy[i]);             \
+            top[i] = col[i] == m[i] && top[i] == none ? c : top[i];                   \
+            first_nan[i] = col[i] != col[i] && first_nan[i] == none ? c : first_nan[i];\
         }                                                                             \
     }                                                                                 \
 }                                                                                     \
