@@ -27,7 +27,31 @@ for _t in FLOATS + (np.float16,):
     EPS[_t] = EPS[np.dtype(_t)]
 
 
+# Opt-in tests: marker -> what they need.
+OPT_IN = {"big": "arrays of more than 2**31 elements (about 20 GiB of memory, minutes)",
+          "slow": "minutes of calls (10**5 per function and backend)"}
+
+
+def pytest_addoption(parser):
+    for marker, needs in OPT_IN.items():
+        parser.addoption(f"--run-{marker}", action="store_true",
+                         help=f"also run the tests marked {marker}: {needs}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for marker in OPT_IN:
+        if config.getoption(f"--run-{marker}"):
+            continue
+        skip = pytest.mark.skip(reason=f"opt-in ({marker}): run with --run-{marker}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
 def pytest_configure(config):
+    for marker, needs in OPT_IN.items():
+        config.addinivalue_line("markers", f"{marker}: needs {needs}; skipped unless "
+                                           f"--run-{marker}")
     # "auto" warns once that it falls back from cython to numpy: expected
     # while the extension is not built, noise in the summary otherwise.
     config.addinivalue_line(
