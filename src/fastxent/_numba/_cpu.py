@@ -106,7 +106,7 @@ def _evaluate_loop(z, z0, rs, n_rows, n, labels, w, has_w, ignore_index, loss_ou
         kept = y != ignore_index
         loss, lse, entropy, argmax, rank = _evaluate_row(
             z, z0 + i * rs, n, block, y if kept else 0, kept,
-            float(w[y]) if has_w and kept else 1.0)
+            np.float64(w[y]) if has_w and kept else 1.0)
         loss_out[i] = loss
         lse_out[i] = lse
         entropy_out[i] = entropy

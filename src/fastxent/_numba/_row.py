@@ -255,9 +255,9 @@ def _online(z, o, n, block, t, to, w, keep, spread, with_target, has_t, has_w,
         bm = _max(z, o + b, nb)
         if bm > m:
             if s != 0.0:
-                s *= np.exp(float(shift) - float(bm))
+                s *= np.exp(np.float64(shift) - np.float64(bm))
             if total != 0.0:
-                dot -= total * (float(bm) - float(shift))
+                dot -= total * (np.float64(bm) - np.float64(shift))
             m = shift = bm
         if with_target:  # before e is written: e may be z
             d, tot = _weighted_shifted(z, o + b, t, to + b, w, b, nb, shift, keep, spread,
@@ -284,7 +284,7 @@ def _rescale(g, go, n, block, block_max, m, k, c, t, to, w, keep, spread, has_t,
     while b < n:
         nb = min(block, n - b)
         # exp(-inf) = 0 for blocks stored while the max was -inf (0 or NaN there).
-        factor = k if block_max[i] == m else k * np.exp(float(block_max[i]) - float(m))
+        factor = k if block_max[i] == m else k * np.exp(np.float64(block_max[i]) - np.float64(m))
         _rescale_sweep(g, go + b, t, to + b, w, b, nb, g.dtype.type(factor), g.dtype.type(c),
                        keep, spread, has_t, has_w)
         b += nb
@@ -328,12 +328,12 @@ def _xent_index_row(z, o, n, block, y, w, has_w, w_sum, eps, z_loss, scale, g, g
     m, s, dot, _ = _online(z, o, n, block, z, 0, w, keep, spread, eps != 0.0, False,
                            has_w and eps != 0.0, g if with_grad else scratch,
                            go if with_grad else 0, with_grad, True, block_max)
-    shift = float(m) if m > -INF else 0.0
-    zy_shifted = float(zy) - shift
+    shift = np.float64(m) if m > -INF else 0.0
+    zy_shifted = np.float64(zy) - shift
     log_s = np.log(s)
-    loss, k, c, fix = _index_loss(zy_shifted, float(w[y]) if has_w else 1.0, w_sum, eps, n,
+    loss, k, c, fix = _index_loss(zy_shifted, np.float64(w[y]) if has_w else 1.0, w_sum, eps, n,
                                   scale, 1.0 / s, log_s,
-                                  float(fx_exp(zy_shifted)) if with_grad else 0.0, dot,
+                                  np.float64(fx_exp(zy_shifted)) if with_grad else 0.0, dot,
                                   with_grad, shift + log_s, z_loss)
     if with_grad:
         _rescale(g, go, n, block, block_max, m, k, c, z, 0, w, keep, spread, False,
@@ -354,7 +354,7 @@ def _xent_probs_row(z, o, t, to, n, block, w, has_w, eps, z_loss, scale, g, go, 
                                g if with_grad else scratch, go if with_grad else 0,
                                with_grad, True, block_max)
     log_s = np.log(s)
-    lse = (float(m) if m > -INF else 0.0) + log_s
+    lse = (np.float64(m) if m > -INF else 0.0) + log_s
     # The coefficient of softmax in the gradient (z_loss == 0 adds nothing, not 0 * inf).
     total_p = total + 2.0 * z_loss * lse if z_loss != 0.0 else total
     if with_grad:
@@ -397,7 +397,7 @@ def _logsumexp_row(z, o, n, block, unused):
                          False, False, unused, 0, False, False, unused)
     if m == INF:  # +inf, unless a NaN is there too (as torch.logsumexp)
         return np.nan if _has_nan(z, o, n) else INF
-    return (float(m) if m > -INF else 0.0) + np.log(s)
+    return (np.float64(m) if m > -INF else 0.0) + np.log(s)
 
 
 @njit(**ROW)
@@ -441,8 +441,8 @@ def _evaluate_row(z, o, n, block, y, with_target, wy):
         if bm > m:
             if s != 0.0:
                 # Each e scales by r and each z - shift drops by bm - shift.
-                r = np.exp(float(shift) - float(bm))
-                d = r * (d - (float(bm) - float(shift)) * s)
+                r = np.exp(np.float64(shift) - np.float64(bm))
+                d = r * (d - (np.float64(bm) - np.float64(shift)) * s)
                 s *= r
             m = shift = bm
             top = b
@@ -465,8 +465,8 @@ def _evaluate_row(z, o, n, block, y, with_target, wy):
     if m == INF:  # +inf, unless a NaN is there too (as _logsumexp_row)
         lse = np.nan if first_nan >= 0 else INF
     else:
-        lse = float(shift) + log_s
+        lse = np.float64(shift) + log_s
     entropy = log_s - d / s
     if not with_target:
         return 0.0, lse, entropy, argmax, n
-    return wy * (log_s - (float(zy) - float(shift))), lse, entropy, argmax, rank
+    return wy * (log_s - (np.float64(zy) - np.float64(shift))), lse, entropy, argmax, rank

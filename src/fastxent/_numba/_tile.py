@@ -103,8 +103,8 @@ def _tile_online(z, o, rs, rows, n, w, has_w, with_dot, zt, state):
 def _tile_log_exp(s, x, log_s, inv_s, exp_x):
     """log(s), 1 / s and exp(x) for each row of the tile (x <= 0), in double."""
     for i in range(TILE_ROWS):
-        log_s[i] = fx_log(float(s[i]))
-        inv_s[i] = 1.0 / float(s[i])
+        log_s[i] = fx_log(np.float64(s[i]))
+        inv_s[i] = 1.0 / np.float64(s[i])
         exp_x[i] = fx_exp(x[i])
 
 
@@ -143,17 +143,18 @@ def _xent_index_tile(z, o, rs, first, rows, n, labels, w, has_w, w_sum, eps, ign
         y = labels[first + i]
         if y != ignore_index:
             zy = z[np.uint64(o + i * rs + y)]
-            zy_shifted[i] = float(zy) - (float(m[i]) if m[i] > -INF else 0.0)
+            zy_shifted[i] = np.float64(zy) - (np.float64(m[i]) if m[i] > -INF else 0.0)
     _tile_log_exp(state[S], zy_shifted, log_s, inv_s, exp_zy)
     for i in range(rows):
         y = labels[first + i]
         if y == ignore_index:
             loss_out[first + i] = 0.0
             continue
-        lse = (float(m[i]) if m[i] > -INF else 0.0) + log_s[i]
+        lse = (np.float64(m[i]) if m[i] > -INF else 0.0) + log_s[i]
         loss_out[first + i], row_k, row_c, fix[i] = _index_loss(
-            zy_shifted[i], float(w[y]) if has_w else 1.0, w_sum, eps, n, grad_scale[first + i],
-            inv_s[i], log_s[i], exp_zy[i], float(dot[i]), with_grad, lse, z_loss)
+            zy_shifted[i], np.float64(w[y]) if has_w else 1.0, w_sum, eps, n,
+            grad_scale[first + i], inv_s[i], log_s[i], exp_zy[i], np.float64(dot[i]), with_grad,
+            lse, z_loss)
         k[i] = row_k
         c[i] = row_c
     if not with_grad:
@@ -209,7 +210,7 @@ def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, los
             top[i] = min(top[i], c32 if zc == m[i] else np.int32(n))
             first_nan[i] = min(first_nan[i], c32 if zc != zc else np.int32(n))
     for i in range(R):
-        log_s[i] = fx_log(float(s[i]))
+        log_s[i] = fx_log(np.float64(s[i]))
     for i in range(rows):
         yi = labels[first + i]
         nan = first_nan[i] < n
@@ -217,14 +218,14 @@ def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, los
         if m[i] == INF:  # +inf, unless a NaN is there too (as _logsumexp_row)
             lse_out[first + i] = np.nan if nan else INF
         else:
-            lse_out[first + i] = float(shift[i]) + log_s[i]
-        entropy_out[first + i] = log_s[i] - float(d[i]) / float(s[i])
+            lse_out[first + i] = np.float64(shift[i]) + log_s[i]
+        entropy_out[first + i] = log_s[i] - np.float64(d[i]) / np.float64(s[i])
         if yi == ignore_index:
             loss_out[first + i] = 0.0
             rank_out[first + i] = n
             continue
-        wy = float(w[yi]) if has_w else 1.0
-        loss_out[first + i] = wy * (log_s[i] - (float(zy[i]) - float(shift[i])))
+        wy = np.float64(w[yi]) if has_w else 1.0
+        loss_out[first + i] = wy * (log_s[i] - (np.float64(zy[i]) - np.float64(shift[i])))
         if zy[i] == zy[i]:
             rank_out[first + i] = rank[i]
         else:  # rare: the NaNs after the target
