@@ -75,6 +75,20 @@ def test_cross_entropy_probabilities(dtype, shape, rng):
     np.testing.assert_allclose(host(grad), ref_grad, **TOL[dtype])
 
 
+@pytest.mark.parametrize("targets", ["index", "probabilities"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_cross_entropy_without_gradient(targets, reduction, rng):
+    # no gradient asked for: no upstream gradient (an empty array) for the kernel to read
+    x, t = problem(rng, (5, 3), np.float32)
+    if targets == "probabilities":
+        t = rng.random(x.shape).astype(np.float32)
+    kw = dict(reduction=reduction, label_smoothing=0.1)
+    loss = fastxent.cross_entropy(on_device(x), on_device(t), **kw)
+    ref = fastxent.cross_entropy(x, t, backend="numpy", **kw)
+    assert host(loss).shape == np.shape(ref)
+    np.testing.assert_allclose(host(loss), ref, **TOL[np.float32])
+
+
 @pytest.mark.parametrize("op", ["log_softmax", "softmax", "logsumexp"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_transforms(op, shape, rng):
@@ -103,6 +117,57 @@ def test_binary_losses(from_logits, rng):
                                 backend="numpy", **kw)
         np.testing.assert_allclose(host(loss), ref_loss, rtol=2e-5, atol=1e-6)
         np.testing.assert_allclose(host(grad), ref_grad, rtol=2e-5, atol=1e-7)
+
+
+BINARY = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+
+
+@pytest.mark.parametrize("name,shape", [("cross_entropy", (0, 3))]
+                         + [(name, shape) for name in BINARY for shape in [(0,), (2, 0)]])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_empty_batch_with_device_grad_output(name, shape, reduction):
+    x = np.zeros(shape, np.float32)
+    t = np.zeros(shape[:-1], np.int64) if name == "cross_entropy" else x
+    loss_shape = np.shape(fastxent.cross_entropy(x, t, reduction="none", backend="numpy")
+                          if name == "cross_entropy" else x)
+    go = np.zeros(loss_shape if reduction == "none" else ())
+    fn = getattr(fastxent, name)
+    loss, grad = fn(on_device(x), on_device(t), reduction=reduction, return_grad=True,
+                    grad_output=on_device(go))
+    ref_loss, ref_grad = fn(x, t, reduction=reduction, return_grad=True, grad_output=go,
+                            backend="numpy")
+    for got, ref in ((loss, ref_loss), (grad, ref_grad)):
+        assert host(got).shape == np.shape(ref) and host(got).dtype == np.asarray(ref).dtype
+        np.testing.assert_array_equal(host(got), ref)
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_binary_losses_of_a_scalar(name, reduction):
+    x, y = np.array(0.46), np.array(0.3)
+    fn = getattr(fastxent, name)
+    loss, grad = fn(on_device(x), on_device(y), reduction=reduction, return_grad=True)
+    ref_loss, ref_grad = fn(x, y, reduction=reduction, return_grad=True, backend="numpy")
+    for got, ref in ((loss, ref_loss), (grad, ref_grad)):
+        assert host(got).shape == ()
+        np.testing.assert_allclose(host(got), ref, **TOL[np.float64])
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("go_shape", [(), (1,), (2, 3)])
+@pytest.mark.parametrize("go_on_device", [False, True], ids=["host", "device"])
+def test_binary_grad_output_with_reduction_none(name, go_shape, go_on_device, rng):
+    # a scalar or an array of the loss's (= input's) shape, which may have several axes
+    x, y = rng.random((2, 3)), rng.random((2, 3))
+    go = rng.standard_normal(go_shape)
+    fn = getattr(fastxent, name)
+    _, grad = fn(on_device(x), on_device(y), reduction="none", return_grad=True,
+                 grad_output=on_device(go) if go_on_device else go)
+    _, ref = fn(x, y, reduction="none", return_grad=True, grad_output=go, backend="numpy")
+    np.testing.assert_allclose(host(grad), ref, **TOL[np.float64])
+    with pytest.raises(ValueError, match=r"grad_output of shape \(6,\)"):
+        fn(on_device(x), on_device(y), reduction="none", return_grad=True,
+           grad_output=on_device(go.reshape(-1)) if go.size == 6 else np.ones(6))
 
 
 def test_gradient_in_place(rng):

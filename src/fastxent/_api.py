@@ -221,7 +221,8 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     grad_scale = _grad_scale(return_grad, reduction, grad_output, batch_shape, n_rows,
                              denominator)
     if return_grad and sample_rows is not None:
-        grad_scale = grad_scale * sample_rows
+        with np.errstate(invalid="ignore"):  # inf * 0 is nan, as in the loss
+            grad_scale = grad_scale * sample_rows
     op = "xent_probs" if probabilities else "xent_index"
     if (weight is not None and resolve_backend(backend) != "numpy"
             and not np.isfinite(class_weight).all()):
@@ -244,14 +245,15 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     else:
         kernel(rows, target_rows, class_weight, label_smoothing, ignore_index, z_coef,
                softcap, grad_scale, loss_rows, grad_rows, num_threads)
-    if sample_rows is not None:
-        loss_rows *= sample_rows
-
-    if reduction == "none":
-        loss = loss_rows.astype(compute).reshape(batch_shape)
-    else:
-        total = float(np.sum(loss_rows))
-        loss = compute.type(_divide(total, denominator) if reduction == "mean" else total)
+    # NaN and inf propagate as values, never as errors, whatever np.errstate is.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if sample_rows is not None:
+            loss_rows *= sample_rows
+        if reduction == "none":
+            loss = loss_rows.astype(compute).reshape(batch_shape)
+        else:
+            total = float(np.sum(loss_rows))
+            loss = compute.type(_divide(total, denominator) if reduction == "mean" else total)
     return (loss, finish()) if return_grad else loss
 
 

@@ -155,6 +155,18 @@ class _Totals:
         weights = kept.astype(np.float64) if sample_weight is None else \
             np.where(kept, sample_weight, 0.0)
         correct = (rows["argmax"] == labels) & kept
+        # NaN and inf propagate as values, never as errors, whatever np.errstate
+        # is: an ignored row's inf meets its weight 0 here.
+        with np.errstate(invalid="ignore", over="ignore"):
+            self._add_sums(labels, weights, class_weight, kept, correct, rows)
+        self.count += int(np.count_nonzero(kept))
+        if self.per_sample is not None:
+            self.per_sample.append({name: rows[name] for name in
+                                    ("loss", "lse", "entropy", "argmax", "rank")}
+                                   | {"correct": correct})
+
+    def _add_sums(self, labels, weights, class_weight, kept, correct, rows):
+        """Each metric's weighted values, summed in blocks of REDUCE_ROWS rows."""
         values = {
             "loss": weights * rows["loss"],
             "loss_weight": (weights if class_weight is None else
@@ -173,11 +185,6 @@ class _Totals:
         for name, value in values.items():
             if len(labels):
                 self.blocks[name].append(np.add.reduceat(value, starts))
-        self.count += int(np.count_nonzero(kept))
-        if self.per_sample is not None:
-            self.per_sample.append({name: rows[name] for name in
-                                    ("loss", "lse", "entropy", "argmax", "rank")}
-                                   | {"correct": correct})
 
     def result(self):
         sums = {name: _exact_sum(blocks) for name, blocks in self.blocks.items()}
@@ -209,4 +216,5 @@ def _exact_sum(blocks):
     try:
         return math.fsum(values)
     except (ValueError, OverflowError):  # inf - inf, or an overflow on the way
-        return float(np.sum(values))
+        with np.errstate(invalid="ignore", over="ignore"):
+            return float(np.sum(values))

@@ -50,7 +50,7 @@ import numpy as np
 
 
 def _log_softmax_rows(z):
-    m = np.max(z, axis=1, keepdims=True)
+    m = np.max(z, axis=1, keepdims=True, initial=-np.inf)  # C = 0: -inf
     shifted = z - m
     return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
 
@@ -96,7 +96,7 @@ def _capped(logits, softcap):
 
 def _lse_rows(z):
     """logsumexp of each row of z (an infinite max is subtracted, as log_softmax does)."""
-    m = np.max(z, axis=1)
+    m = np.max(z, axis=1, initial=-np.inf)
     return m + np.log(np.sum(np.exp(z - m[:, None]), axis=1))
 
 
@@ -197,10 +197,11 @@ def _bce(input, target, weight, pos_weight, from_logits, grad_scale, grad_output
         pw = np.resize(pos_weight, n) if pos_weight.size else 1.0
         lw = 1.0 + (pw - 1.0) * y
         # (1 - y) x - lw log_sigmoid(x) rearranged so that no two terms
-        # cancel (they do for x << 0); -inf gives NaN, as in PyTorch
+        # cancel (they do for x << 0); at x = -inf the definition itself in
+        # IEEE arithmetic, as in PyTorch: NaN for y <= 1, +inf for y > 1
         loss = (lw * np.log1p(np.exp(-np.abs(x))) + (1.0 - y) * np.maximum(x, 0.0)
                 - (lw - 1.0 + y) * np.minimum(x, 0.0))
-        loss = w * np.where(x > -np.inf, loss, np.nan)
+        loss = w * np.where(x > -np.inf, loss, (1.0 - y) * x + lw * np.inf)
         grad = w * (lw / (1.0 + np.exp(-x)) - pw * y)
     else:
         loss = -w * (y * np.maximum(np.log(x), -100.0)
@@ -225,7 +226,7 @@ def _softmax(logits, out, num_threads):
 def _logsumexp(logits, lse_out, num_threads):
     # An infinite max is not subtracted (as in torch.logsumexp): an all -inf
     # row gives -inf and a +inf entry gives +inf, not nan.
-    m = np.max(logits, axis=1)
+    m = np.max(logits, axis=1, initial=-np.inf)  # C = 0: -inf, as torch.logsumexp
     shift = np.where(np.isinf(m), 0.0, m)[:, None]
     lse_out[:] = shift[:, 0] + np.log(np.sum(np.exp(logits - shift), axis=1))
 

@@ -83,7 +83,13 @@ def _result(x, out, dtype, reads):
 
 
 def _rows_of(nb, x):
-    return nb if nb.ndim == 2 else nb.reshape(-1, x.shape[-1])
+    """nb, a C-contiguous array of x's shape, as rows of x's last axis (a 0-d
+    one as one row of one value)."""
+    if nb.ndim == 2:
+        return nb
+    if not x.shape:
+        return nb.reshape(1, 1)
+    return nb.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def _ones(x):
@@ -94,7 +100,8 @@ def _ones(x):
 
 
 def _grad_output(grad_output, x, shape):
-    """grad_output as a device array of 1 (scalar) or n values."""
+    """grad_output as a device array of 1 (scalar) or n values (none where
+    the loss has none: no kernel then reads it)."""
     if grad_output is None:
         return _ones(x)
     if is_cuda_array(grad_output):
@@ -103,7 +110,7 @@ def _grad_output(grad_output, x, shape):
             raise ValueError(f"grad_output of shape {g.shape} does not fit the loss's "
                              f"shape {tuple(shape)}")
         if g.dtype in FLOATS and g.nb.is_c_contiguous():
-            return g.nb.reshape(max(1, g.nb.size))
+            return g.nb.reshape(g.nb.size)  # () and (1,) as (1,)
     arr = np.asarray(grad_output if not is_cuda_array(grad_output) else
                      to_device(grad_output, x, np.float64, "grad_output").copy_to_host())
     v.compute_dtype(arr, "grad_output")
@@ -396,12 +403,8 @@ def binary(from_logits, input, target, weight, pos_weight, reduction, return_gra
     if return_grad:
         if reduction == "none":
             scale = 1.0
-            if grad_output is not None:
-                go = _grad_output(grad_output, x, (n,))
-                go = go if go.size == n else None
-                if go is None:
-                    raise ValueError(f"grad_output must have input's shape {x.shape} or be "
-                                     f"a scalar with reduction='none'")
+            if grad_output is not None:  # the loss's shape (flat: n values), or a scalar
+                go = _grad_output(grad_output, x, x.shape)
         else:
             g0 = _grad_output(grad_output, x, ())
             if is_cuda_array(grad_output):  # a device scalar scales on the device

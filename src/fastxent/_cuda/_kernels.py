@@ -278,6 +278,16 @@ def _sweep_dot(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w, cap):
 
 
 @cuda.jit(device=True)
+def _upstream(go, i):
+    """The upstream gradient of row i in float64: go[i], go[0] where go holds
+    one value, 1 where it is empty (absent); an empty go is never read."""
+    n_go = go.shape[0]
+    if n_go == 0:
+        return 1.0
+    return float64(go[i if n_go > 1 else 0])
+
+
+@cuda.jit(device=True)
 def _row_state(z, i, n, lane, tpr, t, w, keep, spread, has_t, has_w, with_dot, cap, xs,
                part):
     """The merged state of row i, capped by cap unless 0 (n = 0 sweeps nothing)."""
@@ -329,7 +339,8 @@ def _xent_index(z, y, w, eps, ignore_index, z_loss, softcap, go, sw, inv_denom, 
             wy = float64(to_compute(w[label])) if has_w else 1.0
             w_sum = tot if smooth else float64(n)  # only smoothing needs it
             row_weight = float64(to_compute(sw[i])) if has_sw else 1.0
-            scale = (go[i] if go.shape[0] > 1 else go[0]) * row_weight * inv_denom
+            # go is empty without a gradient: read only with one
+            scale = _upstream(go, i) * row_weight * inv_denom if with_grad else 0.0
             log_s = _log(s)
             loss, k, c, fix = _index_loss(zy_shifted, wy, w_sum, eps, n, scale, 1.0 / s,
                                           log_s, math.exp(zy_shifted) if with_grad
@@ -405,7 +416,7 @@ def xent_probs(z, t, w, eps, z_loss, softcap, go, sw, inv_denom, loss_out, g,
             if lane == 0:
                 loss_out[i] = loss * row_weight
             if with_grad:
-                scale = (go[i] if go.shape[0] > 1 else go[0]) * row_weight * inv_denom
+                scale = _upstream(go, i) * row_weight * inv_denom
                 sh_c = like(z, sh)
                 k_c = like(z, scale * total / s)
                 c_c = like(z, scale)
@@ -664,7 +675,8 @@ def bce(x, y, w, pw, from_logits, scale, go, block_sums, loss_out, g):  # IN ...
                 z_pos = z if z > zero else zero
                 z_neg = z if z < zero else zero
                 loss = lw * math.log1p(e) + (one - t) * z_pos - (lw - one + t) * z_neg
-                loss = loss if z > -INF else like(x, math.nan)
+                # z = -inf: (1 - t) z - lw log_sigmoid(z) in IEEE arithmetic, as PyTorch
+                loss = loss if z > -INF else (one - t) * z + lw * like(x, INF)
                 d = lw * ((one if z >= zero else e) / (one + e)) - pos * t
             else:
                 log_p = math.log(z)

@@ -267,7 +267,9 @@ static inline double fx_bce_logits_##S(const T *x, const T *y, const T *w,      
         C e = EXP(z < 0 ? z : -z);                                                    \
         C z_pos = z > 0 ? z : 0, z_neg = z < 0 ? z : 0;  /* max and min, no branch */ \
         l = lw * LOG1P_UNIT(e) + (1 - t) * z_pos - (lw - 1 + t) * z_neg;              \
-        l = z > -INFINITY ? l : NAN;  /* NaN, and -inf as PyTorch: inf - inf */      \
+        /* z = -inf: the definition (1 - t) z - lw log_sigmoid(z) in IEEE arithmetic, \
+           as PyTorch: -inf + inf = NaN for t <= 1, +inf for t > 1 */               \
+        l = z > -INFINITY ? l : (1 - t) * z + lw * INFINITY;                          \
         d = lw * ((z >= 0 ? 1 : e) / (1 + e)) - pos * t;)                             \
 }
 

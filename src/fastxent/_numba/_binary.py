@@ -60,7 +60,8 @@ def _bce_logits_run(x, o, y, w, wo, pw, po, n, sc, go, loss, lo, g, gout):
         z_pos = z if z > zero else zero
         z_neg = z if z < zero else zero
         l = lw * fx_log1p_unit(e) + (one - t) * z_pos - (lw - one + t) * z_neg
-        l = l if z > -INF else x.dtype.type(np.nan)  # NaN, and -inf as PyTorch: inf - inf
+        # z = -inf: (1 - t) z - lw log_sigmoid(z) in IEEE arithmetic, as PyTorch
+        l = l if z > -INF else (one - t) * z + lw * x.dtype.type(INF)
         d = lw * ((one if z >= zero else e) / (one + e)) - pos * t
         g_run[j] = sc * go[j] * wj * d
         loss_run[j] = wj * l
