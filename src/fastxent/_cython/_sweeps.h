@@ -173,11 +173,20 @@ static inline T fx_max_count_##S(const T *z, ptrdiff_t n, T zy, ptrdiff_t y,    
     *count += c;                                                                      \
     return m;                                                                         \
 }                                                                                     \
-/* the first j with z[j] == m, or n: a vector test per 16 elements, then the        \
-   least matching lane of the block that has one, without a branch per lane */       \
+/* the first j with z[j] == m, or n: a vector test per 64 elements up to the     \
+   first block that has it, then per 16 the least matching lane, without a           \
+   branch per lane (measured at C = 1000: half the time of steps of 16) */           \
 static inline ptrdiff_t fx_first_equal_##S(const T *z, ptrdiff_t n, T m)              \
 {                                                                                     \
     ptrdiff_t j = 0;                                                                  \
+    for (; j + 64 <= n; j += 64) {                                                    \
+        int any = 0;                                                                  \
+        FX_SIMD(reduction(| : any))                                                   \
+        for (int k = 0; k < 64; k++)                                                  \
+            any |= z[j + k] == m;                                                     \
+        if (any)                                                                      \
+            break;                                                                    \
+    }                                                                                 \
     for (; j + 16 <= n; j += 16) {                                                    \
         int first = 16;                                                               \
         FX_SIMD(reduction(min : first))                                               \
