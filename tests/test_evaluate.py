@@ -173,6 +173,23 @@ def test_results_do_not_depend_on_chunks_or_threads(backend, rng, n_classes):
             np.testing.assert_array_equal(other["per_sample"][name], values)
 
 
+@pytest.mark.parametrize("n_classes", [2, 5, 37])
+@pytest.mark.parametrize("n_ignored", [0, 7])
+def test_weights_of_one_give_the_same_bits(backend, rng, n_classes, n_ignored):
+    # Chunks with no weight and no ignored row are summed by a shorter path;
+    # with 7 ignored rows the first chunk alone takes the weighted one.
+    z = make_logits(rng, (5000, n_classes), np.float32)
+    y = make_targets(rng, (5000, n_classes), n_ignore=0)
+    y[:n_ignored] = -100
+    plain = fastxent.evaluate(z, y, backend=backend, chunk_rows=1024)
+    for kwargs in (dict(sample_weight=np.ones(5000)), dict(weight=np.ones(n_classes)),
+                   dict(chunk_rows=10 ** 6)):
+        other = fastxent.evaluate(z, y, backend=backend, **({"chunk_rows": 1024} | kwargs))
+        for name in ("loss", "accuracy", "top_k_accuracy", "entropy", "logsumexp",
+                     "n_samples"):
+            assert other[name] == plain[name], (name, kwargs)
+
+
 def test_memory_mapped_logits_stream_through(rng, tmp_path):
     z = make_logits(rng, (3000, 50), np.float32)
     y = make_targets(rng, (3000, 50))
