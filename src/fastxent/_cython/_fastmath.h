@@ -31,8 +31,9 @@ static inline float fx_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { float f; int32_t i; } tb = {t}, mb = {magic}, scale;
-    scale.i = (tb.i - mb.i + 127) << 23;          /* 2^n */
+    /* Unsigned: shifting a negative n left is undefined behaviour in C. */
+    union { float f; uint32_t u; } tb = {t}, mb = {magic}, scale;
+    scale.u = (tb.u - mb.u + 127) << 23;          /* 2^n */
     return x < -87.33654475f ? 0.0f : p * scale.f;  /* NaN fails the test and stays NaN */
 }
 
@@ -57,8 +58,8 @@ static inline double fx_exp(double x)
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r * r + r + 1.0;
-    union { double f; int64_t i; } tb = {t}, mb = {magic}, scale;
-    scale.i = (tb.i - mb.i + 1023) << 52;
+    union { double f; uint64_t u; } tb = {t}, mb = {magic}, scale;
+    scale.u = (tb.u - mb.u + 1023) << 52;
     return x < -708.39641853226408 ? 0.0 : p * scale.f;
 }
 
