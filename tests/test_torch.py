@@ -79,6 +79,70 @@ def test_cross_entropy_loss_module_matches_torch(backend, dtype, shape, reductio
     torch.testing.assert_close(grad, ref_grad, equal_nan=True, **_tol(dtype))
 
 
+def _options_by_hand(x, target, weight, sample_weight, ignore_index, reduction,
+                     label_smoothing, z_loss, softcap):
+    """cross_entropy with sample_weight, z_loss and softcap written out in torch
+    (the normalisation of fastxent.cross_entropy): mean = sum(sw CE) / sum(sw w[y])
+    + sum(sw z_loss lse**2) / sum(sw), over the samples that are not ignored."""
+    axis = 0 if x.ndim == 1 else 1
+    z = x if softcap is None else softcap * torch.tanh(x / softcap)
+    ce = F.cross_entropy(z, target, weight, ignore_index=ignore_index, reduction="none",
+                         label_smoothing=label_smoothing)
+    sw = torch.ones_like(ce) if sample_weight is None else sample_weight
+    soft = target.is_floating_point()
+    kept = torch.ones_like(ce, dtype=torch.bool) if soft else target != ignore_index
+    zl = torch.where(kept, z_loss * torch.logsumexp(z, axis) ** 2, 0.0)
+    if reduction == "none":
+        return sw * (ce + zl)
+    if reduction == "sum":
+        return (sw * (ce + zl)).sum()
+    wy = 1.0 if weight is None or soft else weight[torch.where(kept, target, 0)]
+    return ((sw * ce).sum() / torch.where(kept, sw * wy, 0.0).sum()
+            + (sw * zl).sum() / torch.where(kept, sw, 0.0).sum())
+
+
+@pytest.mark.parametrize("shape", ((7, 5), (5,), (3, 5, 4)))
+@pytest.mark.parametrize("reduction", ("mean", "sum", "none"))
+@pytest.mark.parametrize("soft", (False, True))
+@pytest.mark.parametrize("options", (
+    dict(sample_weight=True), dict(z_loss=0.1), dict(softcap=2.0),
+    dict(sample_weight=True, z_loss=0.1, softcap=2.0, weighted=True, label_smoothing=0.2)))
+def test_sample_weight_z_loss_and_softcap_match_torch_by_hand(backend, shape, reduction,
+                                                              soft, options):
+    gen = torch.Generator().manual_seed(hash((shape, reduction, soft)) % 2**31)
+    n_classes = shape[0 if len(shape) == 1 else 1]
+    batch = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    x = 3 * torch.randn(shape, generator=gen, dtype=torch.float64)
+    ignore_index = -100 if soft else 1
+    target = (_soft_targets(gen, shape, torch.float64) if soft
+              else _class_targets(gen, shape, ignore_index))
+    kwargs = dict(
+        weight=(torch.rand(n_classes, generator=gen, dtype=torch.float64) + 0.5
+                if options.get("weighted") else None),
+        sample_weight=(torch.rand(batch, generator=gen, dtype=torch.float64) + 0.1
+                       if options.get("sample_weight") else None),
+        ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=options.get("label_smoothing", 0.0),
+        z_loss=options.get("z_loss", 0.0), softcap=options.get("softcap"))
+    inputs = [x.clone().requires_grad_(), target.clone().requires_grad_(soft)]
+    ref_inputs = [x.clone().requires_grad_(), target.clone().requires_grad_(soft)]
+    loss = ft.cross_entropy(*inputs, **kwargs, backend=backend)
+    ref = _options_by_hand(*ref_inputs, **kwargs)
+    torch.testing.assert_close(loss, ref, **_tol(torch.float64))
+    grad_loss = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype).reshape(loss.shape)
+    wrt = [t for t in inputs if t.requires_grad]
+    grads = torch.autograd.grad(loss, wrt, grad_loss)
+    ref_grads = torch.autograd.grad(ref, [t for t in ref_inputs if t.requires_grad], grad_loss)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, **_tol(torch.float64))
+    module = ft.CrossEntropyLoss(kwargs["weight"], ignore_index=ignore_index,
+                                 reduction=reduction, label_smoothing=kwargs["label_smoothing"],
+                                 z_loss=kwargs["z_loss"], softcap=kwargs["softcap"],
+                                 backend=backend)
+    torch.testing.assert_close(module(x, target, kwargs["sample_weight"]), ref.detach(),
+                               **_tol(torch.float64))
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("shape", ((6,), (4, 5), (2, 3, 5)))
 @pytest.mark.parametrize("reduction", ("mean", "sum", "none"))

@@ -152,7 +152,9 @@ class _Totals:
         REDUCE_ROWS), with the kernel's per-row values ``rows``."""
         kept = labels != self.ignore_index
         n_kept = int(np.count_nonzero(kept))
-        correct = (rows["argmax"] == labels) & kept
+        correct = rows["argmax"] == labels
+        if n_kept < len(labels):
+            correct &= kept
         # NaN and inf propagate as values, never as errors, whatever np.errstate
         # is: an ignored row's inf meets its weight 0 here.
         with np.errstate(invalid="ignore", over="ignore"):

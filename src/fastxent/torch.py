@@ -56,8 +56,8 @@ class ArgumentError(ValueError, RuntimeError):
 # ---------------------------------------------------------------------------
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
-                  reduce=None, reduction="mean", label_smoothing=0.0, *, inplace=False,
-                  backend="auto", num_threads=None):
+                  reduce=None, reduction="mean", label_smoothing=0.0, *, sample_weight=None,
+                  z_loss=0.0, softcap=None, inplace=False, backend="auto", num_threads=None):
     """``torch.nn.functional.cross_entropy``, fused: loss and gradient in one pass.
 
     Parameters
@@ -69,6 +69,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         or class probabilities of ``input``'s shape (differentiable).
     weight, size_average, ignore_index, reduce, reduction, label_smoothing
         As in PyTorch.
+    sample_weight : Tensor of the target's batch shape, optional
+        One weight per sample (not differentiated).
+    z_loss : float, default 0.0
+        Coefficient of ``logsumexp(input)**2`` added to each counted sample's loss.
+    softcap : float, optional
+        The logits become ``softcap * tanh(input / softcap)`` first.
+        ``sample_weight``, ``z_loss`` and ``softcap`` are those of
+        ``fastxent.cross_entropy`` (normalisation included).
     inplace : bool, default False
         Write the gradient over ``input`` instead of new memory. Refused (with
         ArgumentError, before anything is written) when ``input`` is a leaf
@@ -85,8 +93,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     shape for "none".
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    args = (input, target, weight, ignore_index, reduction, label_smoothing, inplace,
-            backend, num_threads)
+    args = (input, target, weight, sample_weight, ignore_index, reduction, label_smoothing,
+            z_loss, softcap, inplace, backend, num_threads)
     if torch.compiler.is_compiling():
         return _cross_entropy_eager(*args)
     return _cross_entropy(*args)
@@ -124,19 +132,22 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
     """``torch.nn.CrossEntropyLoss`` computed by ``fastxent.torch.cross_entropy``;
-    also takes ``inplace``, ``backend`` and ``num_threads`` (keyword only)."""
+    also takes ``z_loss``, ``softcap``, ``inplace``, ``backend`` and
+    ``num_threads`` (keyword only), and ``forward`` a ``sample_weight``."""
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", label_smoothing=0.0, *, inplace=False, backend="auto",
-                 num_threads=None):
+                 reduction="mean", label_smoothing=0.0, *, z_loss=0.0, softcap=None,
+                 inplace=False, backend="auto", num_threads=None):
         super().__init__(weight, size_average, ignore_index, reduce, reduction,
                          label_smoothing)
+        self.z_loss, self.softcap = z_loss, softcap
         self.inplace, self.backend, self.num_threads = inplace, backend, num_threads
 
-    def forward(self, input, target):
+    def forward(self, input, target, sample_weight=None):
         return cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
                              reduction=self.reduction, label_smoothing=self.label_smoothing,
-                             inplace=self.inplace, backend=self.backend,
+                             sample_weight=sample_weight, z_loss=self.z_loss,
+                             softcap=self.softcap, inplace=self.inplace, backend=self.backend,
                              num_threads=self.num_threads)
 
     def extra_repr(self):
@@ -183,6 +194,10 @@ def _extra_repr(module):
     for name in ("ignore_index", "label_smoothing"):
         if hasattr(module, name):
             parts.append(f"{name}={getattr(module, name)!r}")
+    if getattr(module, "z_loss", 0.0):
+        parts.append(f"z_loss={module.z_loss!r}")
+    if getattr(module, "softcap", None) is not None:
+        parts.append(f"softcap={module.softcap!r}")
     parts += [f"inplace={module.inplace}", f"backend={module.backend!r}"]
     if module.num_threads is not None:
         parts.append(f"num_threads={module.num_threads}")
@@ -195,27 +210,33 @@ def _extra_repr(module):
 
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, target, weight, options):
-        ignore_index, reduction, label_smoothing, inplace, backend, num_threads = options
+    def forward(ctx, input, target, weight, sample_weight, options):
+        (ignore_index, reduction, label_smoothing, z_loss, softcap, inplace, backend,
+         num_threads) = options
         needs_grad = ctx.needs_input_grad[0]
         inplace = inplace and needs_grad
         axis = 0 if input.ndim == 1 else 1
         # CUDA kernels take the class axis last: (N, C, d1, ..., dk) goes as rows.
         as_rows = input.is_cuda and input.ndim > 2
         x = _class_rows(input) if as_rows else input
-        t = target
+        t, sw = target, sample_weight
         if as_rows:
             t = _class_rows(target) if target.is_floating_point() else target.reshape(-1)
+            sw = None if sw is None else sw.reshape(-1)
         core_axis = -1 if as_rows else axis
         target_grad = None
         if ctx.needs_input_grad[1]:  # read the logits before an in-place write
-            log_probs = _call(_api.log_softmax, x, axis=core_axis, backend=backend,
+            capped = x if softcap is None else \
+                softcap * torch.tanh(x.detach().to(_compute_dtype(x)) / softcap)
+            log_probs = _call(_api.log_softmax, capped, axis=core_axis, backend=backend,
                               num_threads=num_threads)
             target_grad = _soft_target_grad(_unrows(log_probs, input) if as_rows else log_probs,
-                                            target, weight, axis, reduction, label_smoothing)
+                                            target, weight, sample_weight, axis, reduction,
+                                            label_smoothing)
         loss, grad = _call(_api.cross_entropy, x, t, weight, inplace=inplace,
                            return_grad=needs_grad, ignore_index=ignore_index,
                            reduction=reduction, label_smoothing=label_smoothing,
+                           sample_weight=sw, z_loss=z_loss, softcap=softcap,
                            backend=backend, num_threads=num_threads)
         if as_rows:
             loss = loss.reshape(target.shape) if reduction == "none" else loss
@@ -224,7 +245,7 @@ class _CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        return _backward(ctx, grad_loss) + (None, None)
+        return _backward(ctx, grad_loss) + (None, None, None)
 
 
 class _Binary(torch.autograd.Function):
@@ -248,17 +269,18 @@ class _Binary(torch.autograd.Function):
         return _backward(ctx, grad_loss) + (None, None, None)
 
 
-def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, inplace,
-                   backend, num_threads):
-    _check_tensors(input=input, target=target, weight=weight)
-    _check_no_grad(weight=weight)
+def _cross_entropy(input, target, weight, sample_weight, ignore_index, reduction,
+                   label_smoothing, z_loss, softcap, inplace, backend, num_threads):
+    _check_tensors(input=input, target=target, weight=weight, sample_weight=sample_weight)
+    _check_no_grad(weight=weight, sample_weight=sample_weight)
     if target.is_floating_point() and ignore_index != -100:
         raise ArgumentError("ignore_index is not supported for floating point target "
                             "(class probabilities), as in PyTorch")
     if inplace:
         _check_inplace(input)
-    options = (ignore_index, reduction, label_smoothing, inplace, backend, num_threads)
-    return _CrossEntropy.apply(input, target, weight, options)
+    options = (ignore_index, reduction, label_smoothing, z_loss, softcap, inplace, backend,
+               num_threads)
+    return _CrossEntropy.apply(input, target, weight, sample_weight, options)
 
 
 def _binary(from_logits, input, target, weight, pos_weight, reduction, inplace, backend,
@@ -337,14 +359,22 @@ def _scale(grad, grad_loss, class_axis):
 # Gradients with respect to the targets (only computed when asked for)
 # ---------------------------------------------------------------------------
 
-def _soft_target_grad(log_probs, target, weight, axis, reduction, label_smoothing):
-    """d(loss)/d(target) for class probabilities: -(1 - eps) w log_softmax(input) / N."""
+def _soft_target_grad(log_probs, target, weight, sample_weight, axis, reduction,
+                      label_smoothing):
+    """d(loss)/d(target) for class probabilities: -(1 - eps) w sw log_softmax(input) / D,
+    D the number of samples, or the sum of sample_weight (log_softmax of the capped
+    logits with softcap; z_loss does not depend on the target)."""
     grad = log_probs.to(_compute_dtype(log_probs)) * -(1.0 - label_smoothing)
     if weight is not None:
         shape = [1] * grad.ndim
         shape[axis] = -1
         grad = grad * weight.detach().to(grad.dtype).reshape(shape)
-    if reduction == "mean":
+    if sample_weight is not None:
+        sw = sample_weight.detach().to(grad.dtype)
+        grad = grad * sw.unsqueeze(axis)
+        if reduction == "mean":
+            grad = grad / sw.sum()
+    elif reduction == "mean":
         grad = grad / max(1, grad.numel() // grad.shape[axis])
     return grad.to(target.dtype)
 
@@ -383,7 +413,7 @@ def _call(fn, input, *args, inplace=False, return_grad=None, **kwargs):
         kwargs["return_grad"] = return_grad
         if return_grad and inplace:
             kwargs["out"] = x
-    for name in ("weight", "pos_weight"):
+    for name in ("weight", "pos_weight", "sample_weight"):
         if kwargs.get(name) is not None:
             kwargs[name] = _to_core(kwargs[name])
     try:
@@ -451,9 +481,8 @@ def _check_no_grad(**tensors):
     for name, value in tensors.items():
         if value is not None and value.requires_grad and torch.is_grad_enabled():
             raise ArgumentError(
-                f"the gradient with respect to {name} is not implemented (nor is it in "
-                f"PyTorch); pass {name}.detach()")
-
+                f"the gradient with respect to {name} is not implemented; pass "
+                f"{name}.detach()")
 
 
 
