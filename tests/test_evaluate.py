@@ -3,6 +3,8 @@ accuracy_score, top_k_accuracy_score and log_loss, and NumPy / SciPy for the
 per-sample values; on random and adversarial inputs (ties, -inf and NaN
 logits, ignored and all-ignored batches, N = 0), for every backend."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -188,6 +190,22 @@ def test_weights_of_one_give_the_same_bits(backend, rng, n_classes, n_ignored):
         for name in ("loss", "accuracy", "top_k_accuracy", "entropy", "logsumexp",
                      "n_samples"):
             assert other[name] == plain[name], (name, kwargs)
+
+
+def test_progress_shows_the_rows_done_and_changes_nothing(rng, capsys):
+    z = make_logits(rng, (5000, 7), np.float32)
+    y = make_targets(rng, (5000, 7))
+    plain = fastxent.evaluate(z, y)
+    assert capsys.readouterr().err == ""
+    assert fastxent.evaluate(z, y, progress=True, chunk_rows=1024) == plain
+    err = capsys.readouterr().err
+    assert err.startswith("\revaluate: ") and err.endswith("\n")
+    assert err.split("\r")[-1].startswith("evaluate: 100.0% of 5000 rows, ")
+    stream = io.StringIO()
+    fastxent.evaluate(z, y, progress=stream)
+    assert "100.0% of 5000 rows" in stream.getvalue()
+    with pytest.raises(TypeError, match="progress must be"):
+        fastxent.evaluate(z, y, progress="yes")
 
 
 def test_memory_mapped_logits_stream_through(rng, tmp_path):

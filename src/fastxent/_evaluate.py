@@ -7,6 +7,8 @@ chunks, so that arrays larger than memory (``np.memmap``) stream through.
 """
 
 import math
+import sys
+import time
 
 import numpy as np
 
@@ -22,8 +24,8 @@ CHUNK_ELEMENTS = 1 << 22
 
 
 def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
-             sample_weight=None, per_sample=False, chunk_rows=None, backend="auto",
-             num_threads=None):
+             sample_weight=None, per_sample=False, chunk_rows=None, progress=False,
+             backend="auto", num_threads=None):
     """Mean loss, accuracy, top-k accuracies, entropy and log-sum-exp of a batch.
 
     One read of the logits and no write of their size: the cost of the loss
@@ -53,6 +55,10 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
     chunk_rows : int, optional
         Rows per kernel call (rounded up to a multiple of 1024); by default
         about 4 million logits per call. The results do not depend on it.
+    progress : bool or writable text file, default False
+        For long runs over host arrays: the share of rows done and the read
+        rate, on one line of ``sys.stderr`` (or of this file) rewritten at most
+        twice a second, and a last line when done.
     backend, num_threads : see ``cross_entropy``.
 
     Returns
@@ -83,6 +89,7 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
     topk = v.check_topk(topk)
     ignore_index = v.check_ignore_index(ignore_index)
     chunk_rows = v.check_chunk_rows(chunk_rows)
+    stream = _progress_stream(progress)
     device = _device_module(logits, backend)
     if device is not None:
         shape = tuple(logits.shape)
@@ -116,6 +123,7 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
 
     # Everything is checked: from here on nothing raises.
     total = _Totals(topk, n_classes, ignore_index, per_sample, batch_shape)
+    shown = _Progress(stream, n_rows, n_classes * rows.itemsize) if stream else None
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)
         chunk = _rows(rows[start:stop], 1, compute)
@@ -125,7 +133,42 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
         total.add(start, labels[start:stop],
                   None if sample_rows is None else sample_rows[start:stop],
                   class_weight if weight is not None else None, out)
+        if shown:
+            shown.update(stop)
+    if shown:
+        shown.update(n_rows, final=True)
     return total.result()
+
+
+def _progress_stream(progress):
+    if progress is True:
+        return sys.stderr
+    if progress is False or progress is None:
+        return None
+    if callable(getattr(progress, "write", None)):
+        return progress
+    raise TypeError(f"progress must be True, False or a writable text file; got "
+                    f"{type(progress).__name__}")
+
+
+class _Progress:
+    """'evaluate: 41.0% of 1000000 rows, 3.10 GB/s' on one line, rewritten at
+    most twice a second."""
+
+    def __init__(self, stream, n_rows, row_bytes):
+        self.stream, self.n_rows, self.row_bytes = stream, n_rows, row_bytes
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done, final=False):
+        now = time.perf_counter()
+        if not final and now - self.last < 0.5:
+            return
+        self.last = now
+        share = 100.0 * done / self.n_rows if self.n_rows else 100.0
+        rate = done * self.row_bytes / max(now - self.start, 1e-9) / 1e9
+        self.stream.write(f"\revaluate: {share:5.1f}% of {self.n_rows} rows, {rate:.2f} GB/s"
+                          + ("\n" if final else ""))
+        self.stream.flush()
 
 
 def _row_buffers(n):
