@@ -275,6 +275,34 @@ class Call:
         if id(obj) in self.owner_of:
             self.outputs.append(self.owner_of[id(obj)])
 
+    def put_upstream(self, case, kw):
+        """``case``'s return_grad and grad_output into ``kw``."""
+        if case.return_grad:
+            kw["return_grad"] = True
+        if case.grad_output is not None:
+            kw["grad_output"] = (self.put(case.grad_output, case.go_layout)
+                                 if isinstance(case.grad_output, np.ndarray)
+                                 else case.grad_output)
+
+    def put_out(self, kind, shape, dtype, layout, wrong_shape):
+        """An ``out`` of the kind a case draws: ``shape`` and ``dtype`` in
+        ``layout``, or ``wrong_shape``, the other float dtype, read-only, a list."""
+        if kind == "out_shape":
+            shape = wrong_shape
+        elif kind == "out_dtype":
+            dtype = F32 if dtype == F64 else F64
+        elif kind == "out_readonly":
+            layout = "readonly"
+        if kind == "out_list":
+            return np.full(shape, 7.0).tolist()
+        return self.put(np.full(shape, 7.0).astype(dtype), layout)
+
+    def use_out(self, kw):
+        """``kw``'s out, if any, is the one array a successful call may write."""
+        self.out = kw.get("out")
+        if self.out is not None:
+            self.may_write(self.out)
+
     def snap(self):
         self.snaps = snapshot(*self.owners)
 
@@ -530,12 +558,7 @@ def xent_builder(case):
         weight = None if case.weight is None else call.put(case.weight, case.weight_layout)
         if case.sample_weight is not None:
             kw["sample_weight"] = call.put(case.sample_weight, case.sw_layout)
-        if case.return_grad:
-            kw["return_grad"] = True
-        if case.grad_output is not None:
-            kw["grad_output"] = (call.put(case.grad_output, case.go_layout)
-                                 if isinstance(case.grad_output, np.ndarray)
-                                 else case.grad_output)
+        call.put_upstream(case, kw)
         out = case.out
         gdt = result_of(np.asarray(x).dtype)  # big-endian input: big-endian out
         if out == "input" and not (isinstance(x, np.ndarray) and x.flags.writeable
@@ -549,20 +572,10 @@ def xent_builder(case):
         elif out == "target":
             kw["out"] = target
         elif out is not None:
-            shape, dt, layout = case.x.shape, gdt, case.out_layout
-            if out == "out_shape":
-                shape = shape[:-1] + (shape[-1] + 1,)
-            elif out == "out_dtype":
-                dt = F32 if gdt == F64 else F64
-            elif out == "out_readonly":
-                layout = "readonly"
-            if out == "out_list":
-                kw["out"] = np.full(shape, 7.0).tolist()
-            else:
-                kw["out"] = call.put(np.full(shape, 7.0).astype(dt), layout)
-        call.out = kw.get("out")
-        if call.out is not None:
-            call.may_write(call.out)
+            shape = case.x.shape
+            kw["out"] = call.put_out(out, shape, gdt, case.out_layout,
+                                     shape[:-1] + (shape[-1] + 1,))
+        call.use_out(kw)
         return call, lambda backend: fastxent.cross_entropy(x, target, weight, backend=backend,
                                                             **kw)
     return build
@@ -835,20 +848,10 @@ def transform_builder(case):
         if case.out == "input" and isinstance(x, np.ndarray) and x.flags.writeable \
                 and is_float(x.dtype):
             kw["out"] = x
-        elif case.out == "out_list":
-            kw["out"] = np.zeros(case.x.shape).tolist()
         elif case.out is not None:
-            shape, dt, layout = case.x.shape, rdt, case.out_layout
-            if case.out == "out_shape":
-                shape = shape + (1,)
-            elif case.out == "out_dtype":
-                dt = F32 if rdt == F64 else F64
-            elif case.out == "out_readonly":
-                layout = "readonly"
-            kw["out"] = call.put(np.full(shape, 7.0).astype(dt), layout)
-        call.out = kw.get("out")
-        if call.out is not None:
-            call.may_write(call.out)
+            kw["out"] = call.put_out(case.out, case.x.shape, rdt, case.out_layout,
+                                     case.x.shape + (1,))
+        call.use_out(kw)
         return call, lambda backend: fn(x, backend=backend, **kw)
     return build
 
@@ -1054,28 +1057,15 @@ def binary_builder(case):
         weight = None if case.weight is None else call.put(case.weight, case.w_layout)
         if case.pos_weight is not None:
             kw["pos_weight"] = call.put(case.pos_weight, case.w_layout)
-        if case.return_grad:
-            kw["return_grad"] = True
-        if case.grad_output is not None:
-            kw["grad_output"] = (call.put(case.grad_output, case.go_layout)
-                                 if isinstance(case.grad_output, np.ndarray)
-                                 else case.grad_output)
+        call.put_upstream(case, kw)
         rdt = result_of(np.asarray(x).dtype)
         if case.out == "input" and isinstance(x, np.ndarray) and x.flags.writeable \
                 and is_float(x.dtype):
             kw["out"] = x
         elif case.out is not None:
-            shape, dt, layout = case.x.shape, rdt, case.out_layout
-            if case.out == "out_shape":
-                shape = shape + (2,)
-            elif case.out == "out_dtype":
-                dt = F32 if rdt == F64 else F64
-            elif case.out == "out_readonly":
-                layout = "readonly"
-            kw["out"] = call.put(np.full(shape, 7.0).astype(dt), layout)
-        call.out = kw.get("out")
-        if call.out is not None:
-            call.may_write(call.out)
+            kw["out"] = call.put_out(case.out, case.x.shape, rdt, case.out_layout,
+                                     case.x.shape + (2,))
+        call.use_out(kw)
         return call, lambda backend: fn(x, target, weight, backend=backend, **kw)
     return build
 

@@ -231,10 +231,8 @@ class _Totals:
             counts[k] = np.count_nonzero(self._hits(k, kept, correct, rows))
         for name, count in counts.items():
             self.blocks[name].append(np.array([float(count)]))
-        starts = np.arange(0, n, REDUCE_ROWS)
         for name in ("loss", "entropy", "lse"):
-            if n:
-                self.blocks[name].append(np.add.reduceat(rows[name], starts))
+            self._add_blocks(name, rows[name])
 
     def _add_sums(self, labels, weights, class_weight, kept, correct, rows):
         """Each metric's weighted values, summed in blocks of REDUCE_ROWS rows."""
@@ -249,10 +247,14 @@ class _Totals:
         }
         for k in self.topk:
             values[k] = weights * self._hits(k, kept, correct, rows)
-        starts = np.arange(0, len(labels), REDUCE_ROWS)
         for name, value in values.items():
-            if len(labels):
-                self.blocks[name].append(np.add.reduceat(value, starts))
+            self._add_blocks(name, value)
+
+    def _add_blocks(self, name, value):
+        """The sums of ``value`` over blocks of REDUCE_ROWS rows."""
+        if len(value):
+            self.blocks[name].append(np.add.reduceat(value, np.arange(0, len(value),
+                                                                      REDUCE_ROWS)))
 
     def result(self):
         sums = {name: _exact_sum(blocks) for name, blocks in self.blocks.items()}
