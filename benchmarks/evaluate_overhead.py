@@ -17,6 +17,7 @@ import numpy as np
 
 import fastxent
 from fastxent._backends import get_kernel
+from fastxent._evaluate import _block_rows, _block_sums
 
 SHAPES = [(65536, 10), (16384, 100), (8192, 1000), (512, 32000)]
 
@@ -46,17 +47,18 @@ def calls_for(backend, threads, z, y):
     no_weight = np.empty(0, z.dtype)
     scale, loss = np.zeros(n_rows), np.empty(n_rows)
     no_grad = np.empty((0, 0), z.dtype)
-    rows = {name: np.empty(n_rows) for name in ("loss", "lse", "entropy")}
-    rows |= {name: np.empty(n_rows, np.int64) for name in ("argmax", "rank")}
+    topk = np.array([1, 5], np.int64)
+    block_rows = _block_rows(z.shape[1])
+    sums = _block_sums(n_rows, block_rows, (1, 5))
+    no_rows = [np.empty(0)] * 3 + [np.empty(0, np.int64)] * 2
     loss_kernel = get_kernel("xent_index", backend, threads)
     evaluate_kernel = get_kernel("evaluate", backend, threads)
     kw = dict(backend=backend, num_threads=threads)
     return {
         "kernel loss": lambda: loss_kernel(z, y, no_weight, 0.0, -100, 0.0, 0.0, scale, loss,
                                            no_grad, threads),
-        "kernel evaluate": lambda: evaluate_kernel(z, y, no_weight, -100, rows["loss"],
-                                                   rows["lse"], rows["entropy"],
-                                                   rows["argmax"], rows["rank"], threads),
+        "kernel evaluate": lambda: evaluate_kernel(z, y, no_weight, np.empty(0), -100, topk,
+                                                   block_rows, sums, *no_rows, threads),
         "api loss": lambda: fastxent.cross_entropy(z, y, **kw),
         "api evaluate": lambda: fastxent.evaluate(z, y, **kw),
     }

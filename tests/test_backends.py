@@ -863,3 +863,63 @@ def test_kernel_interface(backend, dtype, label_dtype, num_threads, rng):
     e_loss, e_grad, _ = oracle_xent(z, labels, w, reduction="none", label_smoothing=0.1,
                                     grad_output=scale)
     np.testing.assert_allclose(zz, e_grad, **tol)
+
+
+@pytest.mark.parametrize("num_threads", THREADS)
+@pytest.mark.parametrize("n_classes", [11, 40])  # rows in tiles, rows one by one
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_evaluate_kernel_interface(backend, dtype, n_classes, num_threads, rng):
+    from fastxent._backends import get_kernel
+    from scipy import special
+
+    n, block_rows, topk = 37, 8, np.array([1, 3], np.int64)  # 5 blocks, the last of 5 rows
+    z = make_logits(rng, (n, n_classes), dtype)
+    labels = make_targets(rng, (n, n_classes), n_ignore=6)
+    w = make_weight(rng, n_classes, dtype)
+    sw = rng.random(n)
+    sw[labels == -100] = np.nan  # an ignored row adds nothing, not even its weight
+    inputs = (z, labels, w, sw)
+    snaps = snapshot(*inputs)
+
+    # Each row's values and the sums of each block, in float64, from scratch.
+    z64 = z.astype(np.float64)
+    logp = special.log_softmax(z64, axis=1)
+    kept = labels != -100
+    y = np.where(kept, labels, 0)
+    rows = np.arange(n)
+    order = np.argsort(z, axis=1, kind="stable")[:, ::-1]
+    rank = np.where(kept, np.argmax(order == y[:, None], axis=1), n_classes)
+    per_row = [np.where(kept, -w[y] * logp[rows, y], 0.0), special.logsumexp(z64, axis=1),
+               -np.sum(np.exp(logp) * logp, axis=1), np.argmax(z, axis=1), rank]
+    v = np.where(kept, sw, 0.0)
+    values = np.stack([kept * 1.0, v * per_row[0], v * w[y], v, v * (per_row[3] == labels),
+                       v * per_row[2], v * per_row[1], v * (rank < 1), v * (rank < 3)], axis=1)
+    expected = np.add.reduceat(values, np.arange(0, n, block_rows))
+
+    k = get_kernel("evaluate", backend, num_threads)
+    sums = np.full((5, 9), np.nan)
+    outs = [np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64),
+            np.empty(n, np.int64)]
+    k(z, labels, w, sw, -100, topk, block_rows, sums, *outs, num_threads)
+    for got, want in zip(outs[:3], per_row[:3]):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+    for got, want in zip(outs[3:], per_row[3:]):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(sums, expected, **TOL[dtype])
+    for column in (0, 3, 4, 7, 8):  # count, weight and hits: exact up to the sum's order
+        np.testing.assert_allclose(sums[:, column], expected[:, column], rtol=1e-15)
+
+    # Without per-row outputs: the same sums, bit for bit.
+    alone = np.full((5, 9), np.nan)
+    no_rows = [np.empty(0), np.empty(0), np.empty(0), np.empty(0, np.int64),
+               np.empty(0, np.int64)]
+    k(z, labels, w, sw, -100, topk, block_rows, alone, *no_rows, num_threads)
+    assert _bitwise_equal(alone, sums)
+    assert_unchanged(inputs, snaps)
+
+    if backend == "numpy":  # the reference checks no lengths
+        return
+    for bad_sums, bad_outs in ((np.empty((4, 9)), no_rows), (np.empty((5, 8)), no_rows),
+                               (alone, outs[:4] + no_rows[4:])):
+        with pytest.raises(ValueError, match="block_sums|rank_out"):
+            k(z, labels, w, sw, -100, topk, block_rows, bad_sums, *bad_outs, num_threads)

@@ -346,17 +346,22 @@ def _special_rows(rng, n_classes, dtype):
 
 
 def _evaluate(module, x, y, w):
+    """Each row's values, then the block sums (blocks of 4 rows, top-1 and top-3)."""
     n = x.shape[0]
     outs = [np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64)]
-    module.evaluate_serial(x, y, w, -100, *outs, 1)
-    return outs
+    sums = np.empty((-(-n // 4), 9))
+    module.evaluate_serial(x, y, w, np.linspace(0.5, 2.0, n), -100, np.array([1, 3]), 4, sums,
+                           *outs, 1)
+    return outs + [sums]
 
 
 def _assert_evaluate(outs, ref, dtype):
     for name, a, b in zip(("loss", "lse", "entropy"), outs, ref):
         np.testing.assert_allclose(a, b, err_msg=name, **_tol(dtype))
-    for name, a, b in zip(("argmax", "rank"), outs[3:], ref[3:]):
+    for name, a, b in zip(("argmax", "rank"), outs[3:5], ref[3:5]):
         np.testing.assert_array_equal(a, b, err_msg=name)
+    if len(outs) > 5:
+        np.testing.assert_allclose(outs[5], ref[5], err_msg="block sums", **_tol(dtype))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator computes the NaNs

@@ -160,26 +160,30 @@ def test_nothing_to_count_gives_nan(backend, target):
     assert result["per_sample"]["loss"].shape == target.shape
 
 
-@pytest.mark.parametrize("n_classes", [5, 37])  # rows in tiles, rows one by one
-def test_results_do_not_depend_on_chunks_or_threads(backend, rng, n_classes):
+# Rows in tiles, rows one by one; blocks of sums of 1024 rows, and of 128.
+@pytest.mark.parametrize("n_classes", [5, 37, 300])
+def test_results_do_not_depend_on_chunks_threads_or_per_sample(backend, rng, n_classes):
     z = make_logits(rng, (5000, n_classes), np.float32)
     y = make_targets(rng, (5000, n_classes), n_ignore=100)
     sw = rng.random(5000)
     first = fastxent.evaluate(z, y, sample_weight=sw, backend=backend, per_sample=True)
-    for chunk_rows, num_threads in ((1, 1), (1500, 2), (4096, 1), (10 ** 6, 2)):
-        other = fastxent.evaluate(z, y, sample_weight=sw, backend=backend, per_sample=True,
-                                  chunk_rows=chunk_rows, num_threads=num_threads)
-        for name in ("loss", "accuracy", "top_k_accuracy", "entropy", "logsumexp"):
+    for chunk_rows, num_threads, per_sample in ((1, 1, True), (1500, 2, False),
+                                                (4096, 1, False), (10 ** 6, 2, True)):
+        other = fastxent.evaluate(z, y, sample_weight=sw, backend=backend,
+                                  per_sample=per_sample, chunk_rows=chunk_rows,
+                                  num_threads=num_threads)
+        for name in ("loss", "accuracy", "top_k_accuracy", "entropy", "logsumexp",
+                     "n_samples"):
             assert other[name] == first[name], (name, chunk_rows, num_threads)
-        for name, values in first["per_sample"].items():
-            np.testing.assert_array_equal(other["per_sample"][name], values)
+        if per_sample:
+            for name, values in first["per_sample"].items():
+                np.testing.assert_array_equal(other["per_sample"][name], values)
 
 
 @pytest.mark.parametrize("n_classes", [2, 5, 37])
 @pytest.mark.parametrize("n_ignored", [0, 7])
 def test_weights_of_one_give_the_same_bits(backend, rng, n_classes, n_ignored):
-    # Chunks with no weight and no ignored row are summed by a shorter path;
-    # with 7 ignored rows the first chunk alone takes the weighted one.
+    # A weight of 1 multiplies exactly: the block sums are the same bits.
     z = make_logits(rng, (5000, n_classes), np.float32)
     y = make_targets(rng, (5000, n_classes), n_ignore=0)
     y[:n_ignored] = -100

@@ -1,9 +1,10 @@
 """``evaluate``: the loss and the usual metrics of a batch, from one read of the logits.
 
-The ``evaluate`` kernel writes five values per row (loss, log-sum-exp,
-entropy, argmax, the target's rank) and nothing of size N x C; the metrics
-are weighted means of those, computed here. Rows go through the kernel in
-chunks, so that arrays larger than memory (``np.memmap``) stream through.
+The ``evaluate`` kernel sums, block by block of rows, what the metrics are
+means of (the weighted loss, hits, entropy, ...) and writes nothing of size
+N x C, nor anything per row unless asked; the means are taken here. Rows go
+through the kernel in chunks, so that arrays larger than memory
+(``np.memmap``) stream through.
 """
 
 import math
@@ -14,11 +15,14 @@ import numpy as np
 
 from . import _validation as v
 from ._api import _class_indices, _class_logits, _device_module, _divide, _kernel, _rows
+from ._reference import EVALUATE_SUMS, evaluate_block_sums
 
-# Per-row values are summed in blocks of REDUCE_ROWS rows, aligned on the
-# whole batch, and the block sums are added exactly (math.fsum): the results
-# do not depend on chunk_rows or num_threads.
-REDUCE_ROWS = 1024
+# Rows are summed in blocks of a power of two rows, about BLOCK_ELEMENTS
+# logits, at most MAX_BLOCK_ROWS (many blocks, for threads to share), aligned
+# on the whole batch; the block sums are added exactly (math.fsum). The
+# results do not depend on chunk_rows or num_threads.
+BLOCK_ELEMENTS = 1 << 16
+MAX_BLOCK_ROWS = 1024
 # The default chunk: about this many logits (16 MiB of float32).
 CHUNK_ELEMENTS = 1 << 22
 
@@ -91,14 +95,20 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
     chunk_rows = v.check_chunk_rows(chunk_rows)
     stream = _progress_stream(progress)
     device = _device_module(logits, backend)
+    topk_array = np.array(topk, np.int64)
     if device is not None:
         shape = tuple(logits.shape)
         rows = device.evaluate_rows(logits, target, weight, ignore_index, sample_weight)
-        total = _Totals(topk, shape[-1], ignore_index, per_sample, shape[:-1])
-        class_weight = (None if weight is None else
-                        np.asarray(rows["class_weight"], np.float64))
-        total.add(0, rows["labels"], rows["sample_weight"], class_weight, rows)
-        return total.result()
+        block_rows = _block_rows(shape[-1])
+        sums = _block_sums(len(rows["labels"]), block_rows, topk)
+        per_row = {name: rows[name] for name in ("loss", "lse", "entropy", "argmax", "rank")}
+        no_weight = np.empty(0)
+        evaluate_block_sums(
+            rows["labels"], no_weight if weight is None else rows["class_weight"],
+            no_weight if sample_weight is None else rows["sample_weight"], ignore_index,
+            topk_array, block_rows, sums, *per_row.values())
+        return _result(sums, topk, shape[-1], rows["labels"], ignore_index, shape[:-1],
+                       per_row if per_sample else None)
 
     z, compute, axis, batch_shape, class_weight = _class_logits(logits, "logits", weight)
     n_classes = z.shape[axis]
@@ -110,34 +120,47 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
         raise ValueError(f"target must have shape {batch_shape} for logits of shape "
                          f"{z.shape}; got shape {t.shape}")
     labels, _ = _class_indices(t, n_classes, ignore_index, class_weight)
-    sample_rows = (None if sample_weight is None
+    sample_rows = (np.empty(0) if sample_weight is None
                    else v.check_sample_weight(sample_weight, batch_shape))
     # 2-D logits are read in place, chunk by chunk; others become rows first.
     rows = z.reshape(1, n_classes) if z.ndim == 1 else z if z.ndim == 2 else \
         _rows(z, axis, compute)
     n_rows = rows.shape[0]
+    block_rows = _block_rows(n_classes)
     step = chunk_rows or max(1, CHUNK_ELEMENTS // n_classes)
-    step = -(-step // REDUCE_ROWS) * REDUCE_ROWS
+    step = -(-step // MAX_BLOCK_ROWS) * MAX_BLOCK_ROWS  # whole blocks
     kernel, num_threads = _kernel("evaluate", backend, num_threads,
                                   min(step, n_rows) * n_classes)
 
     # Everything is checked: from here on nothing raises.
-    total = _Totals(topk, n_classes, ignore_index, per_sample, batch_shape)
+    sums = _block_sums(n_rows, block_rows, topk)
+    per_row = _row_buffers(n_rows if per_sample else 0)
     shown = _Progress(stream, n_rows, n_classes * rows.itemsize) if stream else None
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)
-        chunk = _rows(rows[start:stop], 1, compute)
-        out = _row_buffers(stop - start)
-        kernel(chunk, labels[start:stop], class_weight, ignore_index, out["loss"],
-               out["lse"], out["entropy"], out["argmax"], out["rank"], num_threads)
-        total.add(start, labels[start:stop],
-                  None if sample_rows is None else sample_rows[start:stop],
-                  class_weight if weight is not None else None, out)
+        kernel(_rows(rows[start:stop], 1, compute), labels[start:stop], class_weight,
+               sample_rows[start:stop] if sample_rows.size else sample_rows, ignore_index,
+               topk_array, block_rows, sums[start // block_rows:-(-stop // block_rows)],
+               *(out[start:stop] if per_sample else out for out in per_row.values()),
+               num_threads)
         if shown:
             shown.update(stop)
     if shown:
         shown.update(n_rows, final=True)
-    return total.result()
+    return _result(sums, topk, n_classes, labels, ignore_index, batch_shape,
+                   per_row if per_sample else None)
+
+
+def _block_rows(n_classes):
+    """Rows per block of sums: a power of two, about BLOCK_ELEMENTS logits."""
+    rows = 1
+    while rows < MAX_BLOCK_ROWS and 2 * rows * n_classes <= BLOCK_ELEMENTS:
+        rows *= 2
+    return rows
+
+
+def _block_sums(n_rows, block_rows, topk):
+    return np.empty((-(-n_rows // block_rows), len(EVALUATE_SUMS) + len(topk)))
 
 
 def _progress_stream(progress):
@@ -176,113 +199,36 @@ def _row_buffers(n):
             "argmax": np.empty(n, np.int64), "rank": np.empty(n, np.int64)}
 
 
-class _Totals:
-    """The weighted sums of the metrics, block by block, and the per-sample values."""
-
-    def __init__(self, topk, n_classes, ignore_index, per_sample, batch_shape):
-        self.topk = topk
-        self.n_classes = n_classes
-        self.ignore_index = ignore_index
-        self.batch_shape = batch_shape
-        self.blocks = {name: [] for name in
-                       ("loss", "loss_weight", "weight", "accuracy", "entropy", "lse")
-                       + tuple(topk)}
-        self.count = 0
-        self.per_sample = ([] if per_sample else None)
-
-    def add(self, start, labels, sample_weight, class_weight, rows):
-        """The rows [start, start + len(labels)) of the batch (start a multiple of
-        REDUCE_ROWS), with the kernel's per-row values ``rows``."""
-        kept = labels != self.ignore_index
-        n_kept = int(np.count_nonzero(kept))
-        correct = rows["argmax"] == labels
-        if n_kept < len(labels):
-            correct &= kept
-        # NaN and inf propagate as values, never as errors, whatever np.errstate
-        # is: an ignored row's inf meets its weight 0 here.
-        with np.errstate(invalid="ignore", over="ignore"):
-            if sample_weight is None and class_weight is None and n_kept == len(labels):
-                self._add_unweighted(kept, correct, rows)
-            else:
-                # Ignored rows weigh 0, whatever their sample weight (even nan).
-                weights = kept.astype(np.float64) if sample_weight is None else \
-                    np.where(kept, sample_weight, 0.0)
-                self._add_sums(labels, weights, class_weight, kept, correct, rows)
-        self.count += n_kept
-        if self.per_sample is not None:
-            self.per_sample.append({name: rows[name] for name in
-                                    ("loss", "lse", "entropy", "argmax", "rank")}
-                                   | {"correct": correct})
-
-    def _hits(self, k, kept, correct, rows):
-        """The rows whose label is among the top k."""
-        # Two classes: scikit-learn scores the second class's column alone,
-        # and a tie goes to the first class, as argmax takes it.
-        if self.n_classes == 2:
-            return correct if k == 1 else kept
-        return rows["rank"] < k
-
-    def _add_unweighted(self, kept, correct, rows):
-        """_add_sums when every weight is 1: the same sums, bit for bit (a block
-        of counts sums exactly), in fewer passes over the rows."""
-        n = len(correct)
-        counts = {"loss_weight": n, "weight": n, "accuracy": np.count_nonzero(correct)}
-        for k in self.topk:
-            counts[k] = np.count_nonzero(self._hits(k, kept, correct, rows))
-        for name, count in counts.items():
-            self.blocks[name].append(np.array([float(count)]))
-        for name in ("loss", "entropy", "lse"):
-            self._add_blocks(name, rows[name])
-
-    def _add_sums(self, labels, weights, class_weight, kept, correct, rows):
-        """Each metric's weighted values, summed in blocks of REDUCE_ROWS rows."""
-        values = {
-            "loss": weights * rows["loss"],
-            "loss_weight": (weights if class_weight is None else
-                            weights * class_weight[np.where(kept, labels, 0)]),
-            "weight": weights,
-            "accuracy": weights * correct,
-            "entropy": np.where(kept, weights * rows["entropy"], 0.0),
-            "lse": np.where(kept, weights * rows["lse"], 0.0),
-        }
-        for k in self.topk:
-            values[k] = weights * self._hits(k, kept, correct, rows)
-        for name, value in values.items():
-            self._add_blocks(name, value)
-
-    def _add_blocks(self, name, value):
-        """The sums of ``value`` over blocks of REDUCE_ROWS rows."""
-        if len(value):
-            self.blocks[name].append(np.add.reduceat(value, np.arange(0, len(value),
-                                                                      REDUCE_ROWS)))
-
-    def result(self):
-        sums = {name: _exact_sum(blocks) for name, blocks in self.blocks.items()}
-        weight = sums["weight"]
-        result = {
-            "loss": _divide(sums["loss"], sums["loss_weight"]),
-            "accuracy": _divide(sums["accuracy"], weight),
-            "top_k_accuracy": {k: _divide(sums[k], weight) for k in self.topk},
-            "entropy": _divide(sums["entropy"], weight),
-            "logsumexp": _divide(sums["lse"], weight),
-            "n_samples": self.count,
-        }
-        if self.per_sample is not None:
-            parts = self.per_sample or [_row_buffers(0) | {"correct": np.empty(0, bool)}]
-            joined = {name: np.concatenate([p[name] for p in parts]).reshape(self.batch_shape)
-                      for name in parts[0]}
-            result["per_sample"] = {
-                "loss": joined["loss"], "entropy": joined["entropy"],
-                "logsumexp": joined["lse"], "argmax": joined["argmax"],
-                "correct": joined["correct"], "rank": joined["rank"]}
-        return result
+def _result(block_sums, topk, n_classes, labels, ignore_index, batch_shape, per_row):
+    """evaluate's dict, from the kernel's block sums (and each row's values, or None)."""
+    sums = dict(zip(EVALUATE_SUMS + topk, map(_exact_sum, block_sums.T)))
+    if n_classes == 2:
+        # scikit-learn scores the second class's column alone, and a tie goes
+        # to the first class, as argmax takes it: top-1 is the accuracy, and
+        # any larger k counts every sample.
+        sums |= {k: sums["correct"] if k == 1 else sums["weight"] for k in topk}
+    weight = sums["weight"]
+    result = {
+        "loss": _divide(sums["loss"], sums["loss_weight"]),
+        "accuracy": _divide(sums["correct"], weight),
+        "top_k_accuracy": {k: _divide(sums[k], weight) for k in topk},
+        "entropy": _divide(sums["entropy"], weight),
+        "logsumexp": _divide(sums["lse"], weight),
+        "n_samples": int(sums["count"]),
+    }
+    if per_row is not None:
+        correct = (per_row["argmax"] == labels) & (labels != ignore_index)
+        result["per_sample"] = {
+            name: values.reshape(batch_shape) for name, values in
+            (("loss", per_row["loss"]), ("entropy", per_row["entropy"]),
+             ("logsumexp", per_row["lse"]), ("argmax", per_row["argmax"]),
+             ("correct", correct), ("rank", per_row["rank"]))}
+    return result
 
 
-def _exact_sum(blocks):
-    """The correctly rounded sum of the block sums (inf and nan propagate)."""
-    if not blocks:
-        return 0.0
-    values = np.concatenate(blocks)
+def _exact_sum(values):
+    """The correctly rounded sum of ``values`` (inf and nan propagate)."""
+    values = values.tolist()
     try:
         return math.fsum(values)
     except (ValueError, OverflowError):  # inf - inf, or an overflow on the way

@@ -19,14 +19,21 @@ arguments, already validated by the API layer:
   to its loss (lse of the capped logits) and ``2 z_loss lse softmax(z)`` to
   its gradient (times ``grad_scale``).
 
-``evaluate`` reads (logits, labels, class_weight, ignore_index) and writes,
-for each row, into float64 ``loss_out`` (w_y (lse - z_y), 0 where ignored),
-``lse_out`` (as ``logsumexp``), ``entropy_out`` (-sum p log p), and int64
-``argmax_out`` (``np.argmax`` of the row: the first maximum, or the first
-NaN) and ``rank_out`` (how many classes come before the target when the row
-is sorted as ``np.argsort(row, kind="stable")[::-1]`` sorts it: by value
-descending, NaN first, ties broken by the larger index; n_classes where
-ignored).
+``evaluate`` reads (logits, labels, class_weight, ``sample_weight`` (n_rows,)
+float64 or empty for ones, ignore_index, ``topk`` (K,) int64, ``block_rows``)
+and computes, for each row, its loss (w_y (lse - z_y), 0 where ignored), lse
+(as ``logsumexp``), entropy (-sum p log p), argmax (``np.argmax`` of the
+row: the first maximum, or the first NaN) and the target's rank (how many
+classes come before it when the row is sorted as
+``np.argsort(row, kind="stable")[::-1]`` sorts it: by value descending, NaN
+first, ties broken by the larger index; n_classes where ignored). It writes
+them into float64 ``loss_out``, ``lse_out``, ``entropy_out`` and int64
+``argmax_out``, ``rank_out`` (each (n_rows,), or all empty for none), and
+into ``block_sums`` (ceil(n_rows / block_rows), 7 + K) float64, row b, the
+sums over the rows of block b, [b * block_rows, (b + 1) * block_rows), that
+are not ignored, of the values named in ``EVALUATE_SUMS``, each times the
+row's sample weight v (but the count), then of v [rank < k] for each k of
+``topk``. Rows that are ignored add nothing (not even a NaN weight).
 
 The binary cross-entropy kernel ``bce`` is elementwise over flat arrays:
 ``input`` and ``target`` (n,) of one float dtype; ``weight`` and
@@ -37,7 +44,9 @@ into ``grad_out`` (n,) or nothing when empty (it may be ``input``); each
 element's loss goes into ``loss_out`` (n,) unless empty, and the sum of
 block b, elements [b * block, (b + 1) * block), into ``block_sums[b]``.
 
-Kernels never allocate outputs, validate or reduce. Each row's loss is
+Kernels never allocate their outputs, and reduce only into block sums;
+the compiled ones check lengths (they run without bounds checks), these do
+not. Each row's loss is
 ``sum_c v[c] * (lse - z[c])`` with ``v = w * q``, ``q`` the (smoothed) target
 distribution; its gradient is ``grad_scale * (sum(v) * softmax(z) - v)``.
 Here the losses are PyTorch's formulas written out with NumPy; the compiled
@@ -155,10 +164,17 @@ def _xent_probs(logits, probs, class_weight, label_smoothing, z_loss, softcap, g
         grad_out[:] = grad if dcap is None else grad * dcap
 
 
-def _evaluate(logits, labels, class_weight, ignore_index, loss_out, lse_out, entropy_out,
-              argmax_out, rank_out, num_threads):
-    """Each row's loss, logsumexp, entropy, argmax and the target's rank."""
+EVALUATE_SUMS = ("count", "loss", "loss_weight", "weight", "correct", "entropy", "lse")
+
+
+def _evaluate(logits, labels, class_weight, sample_weight, ignore_index, topk, block_rows,
+              block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out, num_threads):
+    """Each row's loss, logsumexp, entropy, argmax and the target's rank, and
+    their sums by blocks."""
     n_rows, n_classes = logits.shape
+    if not loss_out.size:
+        loss_out, lse_out, entropy_out = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows)
+        argmax_out, rank_out = np.empty(n_rows, np.int64), np.empty(n_rows, np.int64)
     w = class_weight if class_weight.size else np.ones(n_classes, logits.dtype)
     _logsumexp(logits, lse_out, num_threads)
     logp = _log_softmax_rows(logits)
@@ -178,6 +194,23 @@ def _evaluate(logits, labels, class_weight, ignore_index, loss_out, lse_out, ent
     later = np.arange(n_classes) > y[:, None]
     rank_out[:] = n_classes
     rank_out[rows] = np.sum(above | (tie & later), axis=1)
+    evaluate_block_sums(labels, class_weight, sample_weight, ignore_index, topk, block_rows,
+                        block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out)
+
+
+def evaluate_block_sums(labels, class_weight, sample_weight, ignore_index, topk, block_rows,
+                        block_sums, loss, lse, entropy, argmax, rank):
+    """``block_sums`` of evaluate (see above) from each row's values."""
+    kept = labels != ignore_index
+    v = sample_weight if sample_weight.size else np.ones(labels.shape[0])
+    w_y = (class_weight[np.where(kept, labels, 0)].astype(np.float64) if class_weight.size
+           else 1.0)
+    with np.errstate(all="ignore"):  # NaN and inf are values here
+        values = [np.ones_like(v), v * loss, v * w_y, v, v * (argmax == labels), v * entropy,
+                  v * lse] + [v * (rank < k) for k in topk]
+    if labels.shape[0]:
+        counted = np.where(kept[:, None], np.stack(values, axis=1), 0.0)
+        block_sums[:] = np.add.reduceat(counted, np.arange(0, labels.shape[0], block_rows))
 
 
 # The floor of x (1 - x) in PyTorch's gradient: 1e-12, as a float32.

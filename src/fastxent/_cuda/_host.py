@@ -7,6 +7,7 @@ kernels and copies the results back. CUDA arrays themselves go through
 import numpy as np
 from numba import cuda
 
+from .._reference import evaluate_block_sums
 from . import _launch as L
 from ._kernels import CHUNK
 
@@ -61,16 +62,22 @@ def _xent_probs(logits, probs, class_weight, label_smoothing, z_loss, softcap, g
     stream.synchronize()
 
 
-def _evaluate(logits, labels, class_weight, ignore_index, loss_out, lse_out, entropy_out,
-              argmax_out, rank_out, num_threads):
+def _evaluate(logits, labels, class_weight, sample_weight, ignore_index, topk, block_rows,
+              block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out, num_threads):
+    """Each row's values on the device; their block sums here, on the host."""
+    n_rows = logits.shape[0]
+    hosts = ((loss_out, lse_out, entropy_out, argmax_out, rank_out) if loss_out.size else
+             (np.empty(n_rows), np.empty(n_rows), np.empty(n_rows), np.empty(n_rows, np.int64),
+              np.empty(n_rows, np.int64)))
     stream = cuda.stream()
-    outs = [cuda.device_array(host.shape, host.dtype, stream=stream)
-            for host in (loss_out, lse_out, entropy_out, argmax_out, rank_out)]
+    outs = [cuda.device_array(host.shape, host.dtype, stream=stream) for host in hosts]
     L.evaluate(_to_device(logits, stream), _to_device(labels, stream),
                _to_device(class_weight, stream), ignore_index, *outs, stream)
-    for device, host in zip(outs, (loss_out, lse_out, entropy_out, argmax_out, rank_out)):
+    for device, host in zip(outs, hosts):
         _copy_back(device, host, stream)
     stream.synchronize()
+    evaluate_block_sums(labels, class_weight, sample_weight, ignore_index, topk, block_rows,
+                        block_sums, *hosts)
 
 
 def _bce(input, target, weight, pos_weight, from_logits, grad_scale, grad_output, block,

@@ -455,8 +455,8 @@ static inline void fx_tile_online_##S(const T *z, ptrdiff_t row_stride,         
    s and d = sum e (z - shift) as fx_sum_exp_dot (-inf counted as -1e30, so that    \
    e = 0 adds 0), and counted in the same pass over the columns: rank, the         \
    columns that sort before the target's value zy as in fx_max_count (zy NaN:       \
-   to be counted again), top, the first column equal to m, and first_nan, the      \
-   first NaN (n where there is none). */                                            \
+   to be counted again) and top, the first column equal to m; then first_nan,     \
+   the first NaN of the rows where s is NaN (n where there is none). */            \
 static inline void fx_tile_evaluate_##S(const T *zt, ptrdiff_t n, const T *m,         \
                                         const int32_t *y, T *shift, T *zy, T *s,      \
                                         T *d, int32_t *rank, int32_t *top,            \
@@ -480,10 +480,17 @@ static inline void fx_tile_evaluate_##S(const T *zt, ptrdiff_t n, const T *m,   
             s[i] += e;                                                                \
             d[i] += e * (x > lowest ? x : lowest);                                    \
             rank[i] += c > y[i] ? !(col[i] < zy[i]) : !(col[i] <= zy[i]);             \
-            top[i] = col[i] == m[i] && top[i] == none ? c : top[i];                   \
-            first_nan[i] = col[i] != col[i] && first_nan[i] == none ? c : first_nan[i];\
+            int32_t at = col[i] == m[i] ? c : none;                                   \
+            top[i] = at < top[i] ? at : top[i];                                       \
         }                                                                             \
     }                                                                                 \
+    /* Only a row with a NaN has s NaN (+inf - +inf aside): looked for there. */      \
+    for (ptrdiff_t i = 0; i < R; i++)                                                 \
+        for (int32_t c = 0; s[i] != s[i] && c < none; c++)                           \
+            if (zt[c * R + i] != zt[c * R + i]) {                                     \
+                first_nan[i] = c;                                                     \
+                break;                                                                \
+            }                                                                         \
 }                                                                                     \
 /* log(s), 1 / s and exp(x) for each row of the tile (x <= 0), in double */         \
 static inline void fx_tile_log_exp_##S(const T *s, const double *x, double *log_s,    \

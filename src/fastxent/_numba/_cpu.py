@@ -22,8 +22,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._row import (MAX_BLOCKS, _block_size, _evaluate_row, _log_softmax_row, _logsumexp_row,
-                   _softcap, _softcap_grad, _softmax_row, _xent_index_row, _xent_probs_row)
+from ._row import (MAX_BLOCKS, _add_evaluated, _block_size, _evaluate_row, _log_softmax_row,
+                   _logsumexp_row, _softcap, _softcap_grad, _softmax_row, _xent_index_row,
+                   _xent_probs_row)
 from ._binary import _bce_block
 from ._tile import TILE_MAX_C, TILE_ROWS, _evaluate_tile, _xent_index_tile
 
@@ -91,27 +92,38 @@ def _xent_probs_loop(z, z0, rs, n_rows, n, t, t0, ts, w, has_w, eps, z_loss, sof
                                               g0 + i * grs, with_grad, block_max, sums)
 
 
-def _evaluate_loop(z, z0, rs, n_rows, n, labels, w, has_w, ignore_index, loss_out, lse_out,
-                   entropy_out, argmax_out, rank_out):
+def _evaluate_loop(z, z0, rs, n_rows, n, labels, w, has_w, sw, has_sw, ignore_index, topk,
+                   block_rows, sums, per_row, loss_out, lse_out, entropy_out, argmax_out,
+                   rank_out):
     block = _block_size(n)
-    if n <= TILE_MAX_C:
-        for tile in prange((n_rows + TILE_ROWS - 1) // TILE_ROWS):
-            i = tile * TILE_ROWS
-            _evaluate_tile(z, z0 + i * rs, rs, i, min(TILE_ROWS, n_rows - i), n, labels, w,
-                           has_w, ignore_index, loss_out, lse_out, entropy_out, argmax_out,
-                           rank_out)
-        return
-    for i in prange(n_rows):
-        y = labels[i]
-        kept = y != ignore_index
-        loss, lse, entropy, argmax, rank = _evaluate_row(
-            z, z0 + i * rs, n, block, y if kept else 0, kept,
-            np.float64(w[y]) if has_w and kept else 1.0)
-        loss_out[i] = loss
-        lse_out[i] = lse
-        entropy_out[i] = entropy
-        argmax_out[i] = argmax
-        rank_out[i] = rank
+    for b in prange((n_rows + block_rows - 1) // block_rows):
+        first = b * block_rows
+        end = min(n_rows, first + block_rows)
+        rows = end - first
+        y_block = labels[first:end]
+        loss, lse, entropy = np.empty(rows), np.empty(rows), np.empty(rows)
+        argmax, rank = np.empty(rows, np.int64), np.empty(rows, np.int64)
+        if n <= TILE_MAX_C:
+            for i in range(0, rows, TILE_ROWS):
+                _evaluate_tile(z, z0 + (first + i) * rs, rs, i, min(TILE_ROWS, rows - i), n,
+                               y_block, w, has_w, ignore_index, loss, lse, entropy, argmax, rank)
+        else:
+            for i in range(rows):
+                y = y_block[i]
+                kept = y != ignore_index
+                row_loss, row_lse, row_entropy, row_argmax, row_rank = _evaluate_row(
+                    z, z0 + (first + i) * rs, n, block, y if kept else 0, kept,
+                    np.float64(w[y]) if has_w and kept else 1.0)
+                loss[i], lse[i], entropy[i] = row_loss, row_lse, row_entropy
+                argmax[i], rank[i] = row_argmax, row_rank
+        _add_evaluated(sums[b], y_block, sw[first:end] if has_sw else sw, has_sw, w, has_w,
+                       ignore_index, topk, loss, lse, entropy, argmax, rank)
+        if per_row:
+            loss_out[first:end] = loss
+            lse_out[first:end] = lse
+            entropy_out[first:end] = entropy
+            argmax_out[first:end] = argmax
+            rank_out[first:end] = rank
 
 
 def _log_softmax_loop(z, z0, rs, n_rows, n, out, o0, ors):
@@ -281,26 +293,42 @@ def _kernels(parallel):
              has_w, float(label_smoothing), float(z_loss), float(softcap),
              _readonly(grad_scale), loss_out, g, g0, grs, with_grad)
 
-    def evaluate(logits, labels, class_weight, ignore_index, loss_out, lse_out, entropy_out,
-                 argmax_out, rank_out, num_threads):
+    def evaluate(logits, labels, class_weight, sample_weight, ignore_index, topk, block_rows,
+                 block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out,
+                 num_threads):
         n_rows, n_classes = logits.shape
-        for found, name in ((labels.shape[0], "labels"), (loss_out.shape[0], "loss_out"),
-                            (lse_out.shape[0], "lse_out"), (entropy_out.shape[0], "entropy_out"),
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be positive; got {block_rows}")
+        n_blocks = (n_rows + block_rows - 1) // block_rows
+        if block_sums.shape != (n_blocks, 7 + topk.shape[0]):
+            raise ValueError(f"block_sums must have shape ({n_blocks}, {7 + topk.shape[0]}); "
+                             f"got {block_sums.shape}")
+        per_row = loss_out.shape[0] != 0
+        _check_length(labels.shape[0], n_rows, "labels")
+        if sample_weight.shape[0]:
+            _check_length(sample_weight.shape[0], n_rows, "sample_weight")
+        for found, name in ((loss_out.shape[0], "loss_out"), (lse_out.shape[0], "lse_out"),
+                            (entropy_out.shape[0], "entropy_out"),
                             (argmax_out.shape[0], "argmax_out"), (rank_out.shape[0], "rank_out")):
-            _check_length(found, n_rows, name)
+            _check_length(found, n_rows if per_row else 0, name)
         if n_rows == 0:
             return
-        if n_classes == 0:  # every label is ignore_index
-            loss_out[:] = 0.0
-            lse_out[:] = -np.inf
-            entropy_out[:] = 0.0
-            argmax_out[:] = 0
-            rank_out[:] = 0
+        if n_classes == 0:  # every label is ignore_index: nothing is counted
+            block_sums[:] = 0.0
+            if per_row:
+                loss_out[:] = 0.0
+                lse_out[:] = -np.inf
+                entropy_out[:] = 0.0
+                argmax_out[:] = 0
+                rank_out[:] = 0
             return
         z, z0, rs = _flat_input(logits, "logits")
         w, has_w, _ = _weights(class_weight, n_classes, logits.dtype)
         _run("evaluate", parallel, num_threads, z, z0, rs, n_rows, n_classes, _readonly(labels),
-             w, has_w, int(ignore_index), loss_out, lse_out, entropy_out, argmax_out, rank_out)
+             w, has_w, _readonly(sample_weight.astype(np.float64, copy=False)),
+             sample_weight.shape[0] != 0, int(ignore_index), _readonly(topk.astype(np.int64)),
+             int(block_rows), block_sums, per_row, loss_out, lse_out, entropy_out, argmax_out,
+             rank_out)
 
     def log_softmax(logits, out, num_threads):
         _transform("log_softmax", logits, out, num_threads)

@@ -470,3 +470,34 @@ def _evaluate_row(z, o, n, block, y, with_target, wy):
     if not with_target:
         return 0.0, lse, entropy, argmax, n
     return wy * (log_s - (np.float64(zy) - np.float64(shift))), lse, entropy, argmax, rank
+
+
+@njit(**ROW)
+def _add_evaluated(sums, labels, sw, has_sw, w, has_w, ignore_index, topk, loss, lse, entropy,
+                   argmax, rank):
+    """Sets sums to the evaluate sums of these rows (see _reference.py), added
+    in row order; labels, sw (when has_sw) and the row values are aligned."""
+    count = loss_sum = loss_weight = weight = correct = entropy_sum = lse_sum = 0.0
+    for k in range(topk.size):
+        sums[7 + k] = 0.0
+    for i in range(labels.size):
+        y = labels[i]
+        if y == ignore_index:
+            continue
+        v = sw[i] if has_sw else 1.0
+        count += 1.0
+        loss_sum += v * loss[i]
+        loss_weight += v * (np.float64(w[y]) if has_w else 1.0)
+        weight += v
+        correct += v * (1.0 if argmax[i] == y else 0.0)
+        entropy_sum += v * entropy[i]
+        lse_sum += v * lse[i]
+        for k in range(topk.size):
+            sums[7 + k] += v * (1.0 if rank[i] < topk[k] else 0.0)
+    sums[0] = count
+    sums[1] = loss_sum
+    sums[2] = loss_weight
+    sums[3] = weight
+    sums[4] = correct
+    sums[5] = entropy_sum
+    sums[6] = lse_sum

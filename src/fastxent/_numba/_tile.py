@@ -174,8 +174,8 @@ def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, los
                    entropy_out, argmax_out, rank_out):
     """evaluate for up to TILE_ROWS short rows, vectorised across rows: the
     sums of _evaluate_row (s, d in the data's dtype), the rank counted and
-    the first maximum and first NaN found in one pass over the columns, in
-    int32 lanes as wide as float32 ones."""
+    the first maximum found in one pass over the columns, in int32 lanes as
+    wide as float32 ones; the first NaN where s is NaN."""
     R = TILE_ROWS
     zt = carray(_zt_empty(z.dtype), TILE_MAX_C * TILE_ROWS)
     state = carray(_state_empty(z.dtype), (C + 1, TILE_ROWS))
@@ -208,7 +208,13 @@ def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, los
             before = not (zc < zy[i]) if c32 > y[i] else not (zc <= zy[i])
             rank[i] = np.int32(rank[i] + np.int32(before))
             top[i] = min(top[i], c32 if zc == m[i] else np.int32(n))
-            first_nan[i] = min(first_nan[i], c32 if zc != zc else np.int32(n))
+    # Only a row with a NaN has s NaN (+inf - +inf aside): looked for there.
+    for i in range(R):
+        if s[i] != s[i]:
+            for c in range(n):
+                if zt[c * R + i] != zt[c * R + i]:
+                    first_nan[i] = np.int32(c)
+                    break
     for i in range(R):
         log_s[i] = fx_log(np.float64(s[i]))
     for i in range(rows):
