@@ -5,8 +5,8 @@ through the public API.
 
 For each shape: the evaluate kernel against the loss-only kernel (the same
 rows, labels and thread count, called directly), then ``fastxent.evaluate``
-against ``fastxent.cross_entropy`` (validation, buffers and the host's
-weighted sums included). Calls are interleaved and timed in rounds; each
+against ``fastxent.cross_entropy`` (validation, chunks and the host's
+means included). Calls are interleaved and timed in rounds; each
 figure is the median over the rounds of the median of a round.
 """
 
