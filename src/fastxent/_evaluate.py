@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _validation as v
 from ._api import _class_indices, _class_logits, _device_module, _divide, _kernel, _rows
-from ._reference import EVALUATE_SUMS, evaluate_block_sums
+from ._reference import EVALUATE_SUMS, evaluate_block_sums, evaluate_row_buffers
 
 # Rows are summed in blocks of a power of two rows, about BLOCK_ELEMENTS
 # logits, at most MAX_BLOCK_ROWS (many blocks, for threads to share), aligned
@@ -134,7 +134,7 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
 
     # Everything is checked: from here on nothing raises.
     sums = _block_sums(n_rows, block_rows, topk)
-    per_row = _row_buffers(n_rows if per_sample else 0)
+    per_row = evaluate_row_buffers(n_rows if per_sample else 0)
     shown = _Progress(stream, n_rows, n_classes * rows.itemsize) if stream else None
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)
@@ -192,11 +192,6 @@ class _Progress:
         self.stream.write(f"\revaluate: {share:5.1f}% of {self.n_rows} rows, {rate:.2f} GB/s"
                           + ("\n" if final else ""))
         self.stream.flush()
-
-
-def _row_buffers(n):
-    return {"loss": np.empty(n), "lse": np.empty(n), "entropy": np.empty(n),
-            "argmax": np.empty(n, np.int64), "rank": np.empty(n, np.int64)}
 
 
 def _result(block_sums, topk, n_classes, labels, ignore_index, batch_shape, per_row):

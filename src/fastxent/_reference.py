@@ -167,14 +167,20 @@ def _xent_probs(logits, probs, class_weight, label_smoothing, z_loss, softcap, g
 EVALUATE_SUMS = ("count", "loss", "loss_weight", "weight", "correct", "entropy", "lse")
 
 
+def evaluate_row_buffers(n):
+    """Empty per-row outputs of evaluate for n rows, in the kernel's order."""
+    return {"loss": np.empty(n), "lse": np.empty(n), "entropy": np.empty(n),
+            "argmax": np.empty(n, np.int64), "rank": np.empty(n, np.int64)}
+
+
 def _evaluate(logits, labels, class_weight, sample_weight, ignore_index, topk, block_rows,
               block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out, num_threads):
     """Each row's loss, logsumexp, entropy, argmax and the target's rank, and
     their sums by blocks."""
     n_rows, n_classes = logits.shape
     if not loss_out.size:
-        loss_out, lse_out, entropy_out = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows)
-        argmax_out, rank_out = np.empty(n_rows, np.int64), np.empty(n_rows, np.int64)
+        loss_out, lse_out, entropy_out, argmax_out, rank_out = \
+            evaluate_row_buffers(n_rows).values()
     w = class_weight if class_weight.size else np.ones(n_classes, logits.dtype)
     _logsumexp(logits, lse_out, num_threads)
     logp = _log_softmax_rows(logits)
