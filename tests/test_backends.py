@@ -868,11 +868,14 @@ def test_kernel_interface(backend, dtype, label_dtype, num_threads, rng):
 @pytest.mark.parametrize("num_threads", THREADS)
 @pytest.mark.parametrize("n_classes", [11, 40])  # rows in tiles, rows one by one
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
-def test_evaluate_kernel_interface(backend, dtype, n_classes, num_threads, rng):
+# Blocks shorter than the 16 lanes of a group of rows, and blocks of two groups.
+@pytest.mark.parametrize("block_rows", [8, 32])
+def test_evaluate_kernel_interface(backend, dtype, n_classes, num_threads, block_rows, rng):
     from fastxent._backends import get_kernel
     from scipy import special
 
-    n, block_rows, topk = 37, 8, np.array([1, 3], np.int64)  # 5 blocks, the last of 5 rows
+    n, topk = 75, np.array([1, 3, 2, 100], np.int64)  # the last block partly filled
+    n_blocks = -(-n // block_rows)
     z = make_logits(rng, (n, n_classes), dtype)
     labels = make_targets(rng, (n, n_classes), n_ignore=6)
     w = make_weight(rng, n_classes, dtype)
@@ -893,11 +896,11 @@ def test_evaluate_kernel_interface(backend, dtype, n_classes, num_threads, rng):
                -np.sum(np.exp(logp) * logp, axis=1), np.argmax(z, axis=1), rank]
     v = np.where(kept, sw, 0.0)
     values = np.stack([kept * 1.0, v * per_row[0], v * w[y], v, v * (per_row[3] == labels),
-                       v * per_row[2], v * per_row[1], v * (rank < 1), v * (rank < 3)], axis=1)
+                       v * per_row[2], v * per_row[1]] + [v * (rank < k) for k in topk], axis=1)
     expected = np.add.reduceat(values, np.arange(0, n, block_rows))
 
     k = get_kernel("evaluate", backend, num_threads)
-    sums = np.full((5, 9), np.nan)
+    sums = np.full((n_blocks, 11), np.nan)
     outs = [np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64),
             np.empty(n, np.int64)]
     k(z, labels, w, sw, -100, topk, block_rows, sums, *outs, num_threads)
@@ -906,11 +909,11 @@ def test_evaluate_kernel_interface(backend, dtype, n_classes, num_threads, rng):
     for got, want in zip(outs[3:], per_row[3:]):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(sums, expected, **TOL[dtype])
-    for column in (0, 3, 4, 7, 8):  # count, weight and hits: exact up to the sum's order
+    for column in (0, 3, 4, 7, 8, 9, 10):  # count, weight, hits: exact up to the sum's order
         np.testing.assert_allclose(sums[:, column], expected[:, column], rtol=1e-15)
 
     # Without per-row outputs: the same sums, bit for bit.
-    alone = np.full((5, 9), np.nan)
+    alone = np.full((n_blocks, 11), np.nan)
     no_rows = [np.empty(0), np.empty(0), np.empty(0), np.empty(0, np.int64),
                np.empty(0, np.int64)]
     k(z, labels, w, sw, -100, topk, block_rows, alone, *no_rows, num_threads)
@@ -919,7 +922,8 @@ def test_evaluate_kernel_interface(backend, dtype, n_classes, num_threads, rng):
 
     if backend == "numpy":  # the reference checks no lengths
         return
-    for bad_sums, bad_outs in ((np.empty((4, 9)), no_rows), (np.empty((5, 8)), no_rows),
+    for bad_sums, bad_outs in ((np.empty((n_blocks - 1, 11)), no_rows),
+                              (np.empty((n_blocks, 10)), no_rows),
                                (alone, outs[:4] + no_rows[4:])):
         with pytest.raises(ValueError, match="block_sums|rank_out"):
             k(z, labels, w, sw, -100, topk, block_rows, bad_sums, *bad_outs, num_threads)

@@ -173,6 +173,26 @@ def evaluate_row_buffers(n):
             "argmax": np.empty(n, np.int64), "rank": np.empty(n, np.int64)}
 
 
+def check_evaluate_buffers(n_rows, labels, sample_weight, topk, block_rows, block_sums,
+                           row_outs):
+    """ValueError unless evaluate's arrays have the lengths that its kernels
+    write and read without bounds checks (row_outs: the five per-row outputs)."""
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be positive; got {block_rows}")
+    n_blocks = (n_rows + block_rows - 1) // block_rows
+    if block_sums.shape != (n_blocks, 7 + topk.shape[0]):
+        raise ValueError(f"block_sums must have shape ({n_blocks}, {7 + topk.shape[0]}); "
+                         f"got {block_sums.shape}")
+    rows = n_rows if row_outs[0].shape[0] else 0
+    for array, name, length in ((labels, "labels", n_rows),
+                                (sample_weight, "sample_weight",
+                                 n_rows if sample_weight.shape[0] else 0),
+                                *zip(row_outs, ("loss_out", "lse_out", "entropy_out",
+                                                "argmax_out", "rank_out"), [rows] * 5)):
+        if array.shape[0] != length:
+            raise ValueError(f"{name} must have length {length}; got {array.shape[0]}")
+
+
 def _evaluate(logits, labels, class_weight, sample_weight, ignore_index, topk, block_rows,
               block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out, num_threads):
     """Each row's loss, logsumexp, entropy, argmax and the target's rank, and

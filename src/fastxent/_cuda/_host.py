@@ -7,7 +7,7 @@ kernels and copies the results back. CUDA arrays themselves go through
 import numpy as np
 from numba import cuda
 
-from .._reference import evaluate_block_sums, evaluate_row_buffers
+from .._reference import check_evaluate_buffers, evaluate_block_sums, evaluate_row_buffers
 from . import _launch as L
 from ._kernels import CHUNK
 
@@ -65,6 +65,8 @@ def _xent_probs(logits, probs, class_weight, label_smoothing, z_loss, softcap, g
 def _evaluate(logits, labels, class_weight, sample_weight, ignore_index, topk, block_rows,
               block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out, num_threads):
     """Each row's values on the device; their block sums here, on the host."""
+    check_evaluate_buffers(logits.shape[0], labels, sample_weight, topk, block_rows, block_sums,
+                           (loss_out, lse_out, entropy_out, argmax_out, rank_out))
     hosts = ((loss_out, lse_out, entropy_out, argmax_out, rank_out) if loss_out.size else
              tuple(evaluate_row_buffers(logits.shape[0]).values()))
     stream = cuda.stream()

@@ -465,13 +465,15 @@ static inline void fx_tile_evaluate_##S(const T *zt, ptrdiff_t n, const T *m,   
     enum { R = FX_TILE_ROWS };                                                        \
     const T lowest = (T)-1e30;                                                        \
     const int32_t none = (int32_t)n;                                                  \
+    FX_SIMD()                                                                         \
     for (ptrdiff_t i = 0; i < R; i++) {                                               \
         shift[i] = m[i] > -INFINITY ? m[i] : (T)0;                                    \
-        zy[i] = zt[y[i] * R + i];                                                     \
         s[i] = d[i] = 0;                                                              \
         rank[i] = 0;                                                                  \
         top[i] = first_nan[i] = none;                                                 \
     }                                                                                 \
+    for (ptrdiff_t i = 0; i < R; i++)                                                 \
+        zy[i] = zt[y[i] * R + i];                                                     \
     for (int32_t c = 0; c < none; c++) {                                              \
         const T *col = zt + c * R;                                                    \
         FX_SIMD()                                                                     \
@@ -491,6 +493,43 @@ static inline void fx_tile_evaluate_##S(const T *zt, ptrdiff_t n, const T *m,   
                 first_nan[i] = c;                                                     \
                 break;                                                                \
             }                                                                         \
+}                                                                                     \
+/* evaluate's values of each row of the tile from those of fx_tile_evaluate, in   \
+   double (lanes where kept is 0: loss 0, rank n): the loss wy (log s - (zy -        \
+   shift)), lse = shift + log s (+inf where m is, NaN if the row has a NaN too),     \
+   the entropy log s - d / s, the argmax (the first NaN, else top) and the rank.     \
+   Returns whether a kept row has a NaN target, whose rank is then to be counted     \
+   (only the NaNs after it come first). */                                           \
+static inline int fx_tile_finish_##S(ptrdiff_t n, const T *m, const T *shift,         \
+                                     const T *zy, const T *s, const T *d,             \
+                                     const int32_t *rank_in, const int32_t *top,      \
+                                     const int32_t *first_nan, const double *kept,    \
+                                     const double *wy, double *loss, double *lse,     \
+                                     double *entropy, int64_t *argmax, int64_t *rank) \
+{                                                                                     \
+    enum { R = FX_TILE_ROWS };                                                        \
+    double log_s[R];                                                                  \
+    int odd = 0, nan_target = 0;                                                      \
+    FX_SIMD(reduction(| : odd))                                                       \
+    for (ptrdiff_t i = 0; i < R; i++) {                                               \
+        log_s[i] = fx_log((double)s[i]);                                              \
+        odd |= !fx_is_normal((double)s[i]);                                           \
+    }                                                                                 \
+    for (ptrdiff_t i = 0; odd && i < R; i++)                                          \
+        if (!fx_is_normal((double)s[i]))                                              \
+            log_s[i] = log((double)s[i]);                                             \
+    FX_SIMD(reduction(| : nan_target))                                                \
+    for (ptrdiff_t i = 0; i < R; i++) {                                               \
+        int nan = first_nan[i] < n, counted = kept[i] != 0;                           \
+        double sh = (double)shift[i];                                                 \
+        lse[i] = m[i] == INFINITY ? (nan ? NAN : INFINITY) : sh + log_s[i];           \
+        entropy[i] = log_s[i] - (double)d[i] / (double)s[i];                          \
+        loss[i] = counted ? wy[i] * (log_s[i] - ((double)zy[i] - sh)) : 0.0;          \
+        argmax[i] = nan ? first_nan[i] : top[i];                                      \
+        rank[i] = counted ? rank_in[i] : n;                                           \
+        nan_target |= counted && zy[i] != zy[i];                                      \
+    }                                                                                 \
+    return nan_target;                                                                \
 }                                                                                     \
 /* log(s), 1 / s and exp(x) for each row of the tile (x <= 0), in double */         \
 static inline void fx_tile_log_exp_##S(const T *s, const double *x, double *log_s,    \
@@ -523,6 +562,47 @@ static inline void fx_tile_rescale_##S(T *zt, ptrdiff_t rows, ptrdiff_t n,      
         for (ptrdiff_t i = 0; i < rows; i++)                                          \
             for (ptrdiff_t col = 0; col < n; col++)                                   \
                 g[i * row_stride + col] = zt[col * R + i];                            \
+}
+
+/* Adds the evaluate sums of FX_TILE_ROWS rows (see _reference.py) into lanes:
+ * acc[k * FX_TILE_ROWS + i] += row i's term of sum k. A row where kept is 0
+ * adds nothing (its values are not read); v is the sample weight. */
+static inline void fx_add_evaluated(const double *kept, const double *v, const double *wy,
+                                    const double *loss, const double *lse,
+                                    const double *entropy, const int64_t *argmax,
+                                    const int64_t *rank, const int64_t *y,
+                                    const int64_t *topk, ptrdiff_t n_topk, double *acc)
+{
+    enum { R = FX_TILE_ROWS };
+    FX_SIMD()
+    for (ptrdiff_t i = 0; i < R; i++) {
+        int counted = kept[i] != 0;
+        double vi = v[i];
+        acc[0 * R + i] += kept[i];
+        acc[1 * R + i] += counted ? vi * loss[i] : 0.0;
+        acc[2 * R + i] += counted ? vi * wy[i] : 0.0;
+        acc[3 * R + i] += counted ? vi : 0.0;
+        acc[4 * R + i] += counted ? vi * (double)(argmax[i] == y[i]) : 0.0;
+        acc[5 * R + i] += counted ? vi * entropy[i] : 0.0;
+        acc[6 * R + i] += counted ? vi * lse[i] : 0.0;
+    }
+    for (ptrdiff_t k = 0; k < n_topk; k++) {
+        int64_t top_k = topk[k];  /* read once: acc might alias it, for all GCC knows */
+        FX_SIMD()
+        for (ptrdiff_t i = 0; i < R; i++)
+            acc[(7 + k) * R + i] += kept[i] != 0 ? v[i] * (double)(rank[i] < top_k) : 0.0;
+    }
+}
+
+/* sums[k] = the lanes of acc[k * FX_TILE_ROWS:] added in order, k < n_sums */
+static inline void fx_lane_sums(const double *acc, ptrdiff_t n_sums, double *sums)
+{
+    for (ptrdiff_t k = 0; k < n_sums; k++) {
+        double total = 0.0;
+        for (ptrdiff_t i = 0; i < FX_TILE_ROWS; i++)
+            total += acc[k * FX_TILE_ROWS + i];
+        sums[k] = total;
+    }
 }
 
 FX_SWEEPS(float, f32, fx_expf)

@@ -20,12 +20,14 @@ import types
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 
-from ._row import (MAX_BLOCKS, _add_evaluated, _block_size, _evaluate_row, _log_softmax_row,
-                   _logsumexp_row, _softcap, _softcap_grad, _softmax_row, _xent_index_row,
-                   _xent_probs_row)
+from .._reference import check_evaluate_buffers
+from ._row import (MAX_BLOCKS, ROW, _add_evaluated, _block_size, _evaluate_row, _lane_sums,
+                   _log_softmax_row, _logsumexp_row, _softcap, _softcap_grad, _softmax_row,
+                   _xent_index_row, _xent_probs_row)
 from ._binary import _bce_block
+from ._simd import stack_empty
 from ._tile import TILE_MAX_C, TILE_ROWS, _evaluate_tile, _xent_index_tile
 
 KERNEL = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
@@ -92,6 +94,51 @@ def _xent_probs_loop(z, z0, rs, n_rows, n, t, t0, ts, w, has_w, eps, z_loss, sof
                                               g0 + i * grs, with_grad, block_max, sums)
 
 
+_lanes_empty = stack_empty(6 * TILE_ROWS)
+_int_lanes_empty = stack_empty(3 * TILE_ROWS)
+
+
+@njit(**ROW)
+def _evaluate_block(z, o, rs, rows, n, block, labels, w, has_w, sw, has_sw, ignore_index, topk,
+                    acc, sums, per_row, loss_out, lse_out, entropy_out, argmax_out, rank_out):
+    """_evaluate_block of ``_cython/_xent.pyx.tp``: one block's rows (z from
+    o, stride rs; labels, sw and the *_out arrays from the block's first row)
+    TILE_ROWS at a time, each group's values in lanes on the stack, added
+    into the lanes of acc ((7 + topk.size) x TILE_ROWS, flat) by
+    _add_evaluated; sums = acc's lanes added in order."""
+    R = TILE_ROWS
+    lanes = carray(_lanes_empty(np.dtype(np.float64)), (6, R))
+    int_lanes = carray(_int_lanes_empty(np.dtype(np.int64)), (3, R))
+    kept, v, wy, loss, lse, entropy = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]
+    y, argmax, rank = int_lanes[0], int_lanes[1], int_lanes[2]
+    for r in range(R):  # lanes past a group's rows are read, not counted
+        loss[r] = lse[r] = entropy[r] = 0.0
+        argmax[r] = rank[r] = 0
+    acc[:] = 0.0
+    for i in range(0, rows, R):
+        g = min(R, rows - i)
+        for r in range(R):
+            label = labels[i + r] if r < g else ignore_index
+            kept[r] = 1.0 if label != ignore_index else 0.0
+            y[r] = label if label != ignore_index else 0
+            v[r] = sw[i + r] if has_sw and r < g else 1.0
+            wy[r] = np.float64(w[y[r]]) if has_w else 1.0
+        if n <= TILE_MAX_C:
+            _evaluate_tile(z, o + i * rs, rs, g, n, y, kept, wy, loss, lse, entropy, argmax, rank)
+        else:
+            for r in range(g):
+                loss[r], lse[r], entropy[r], argmax[r], rank[r] = _evaluate_row(
+                    z, o + (i + r) * rs, n, block, y[r], kept[r] != 0.0, wy[r])
+        _add_evaluated(acc, kept, v, wy, loss, lse, entropy, argmax, rank, y, topk)
+        if per_row:
+            loss_out[i:i + g] = loss[:g]
+            lse_out[i:i + g] = lse[:g]
+            entropy_out[i:i + g] = entropy[:g]
+            argmax_out[i:i + g] = argmax[:g]
+            rank_out[i:i + g] = rank[:g]
+    _lane_sums(acc, sums)
+
+
 def _evaluate_loop(z, z0, rs, n_rows, n, labels, w, has_w, sw, has_sw, ignore_index, topk,
                    block_rows, sums, per_row, loss_out, lse_out, entropy_out, argmax_out,
                    rank_out):
@@ -99,31 +146,14 @@ def _evaluate_loop(z, z0, rs, n_rows, n, labels, w, has_w, sw, has_sw, ignore_in
     for b in prange((n_rows + block_rows - 1) // block_rows):
         first = b * block_rows
         end = min(n_rows, first + block_rows)
-        rows = end - first
-        y_block = labels[first:end]
-        loss, lse, entropy = np.empty(rows), np.empty(rows), np.empty(rows)
-        argmax, rank = np.empty(rows, np.int64), np.empty(rows, np.int64)
-        if n <= TILE_MAX_C:
-            for i in range(0, rows, TILE_ROWS):
-                _evaluate_tile(z, z0 + (first + i) * rs, rs, i, min(TILE_ROWS, rows - i), n,
-                               y_block, w, has_w, ignore_index, loss, lse, entropy, argmax, rank)
-        else:
-            for i in range(rows):
-                y = y_block[i]
-                kept = y != ignore_index
-                row_loss, row_lse, row_entropy, row_argmax, row_rank = _evaluate_row(
-                    z, z0 + (first + i) * rs, n, block, y if kept else 0, kept,
-                    np.float64(w[y]) if has_w and kept else 1.0)
-                loss[i], lse[i], entropy[i] = row_loss, row_lse, row_entropy
-                argmax[i], rank[i] = row_argmax, row_rank
-        _add_evaluated(sums[b], y_block, sw[first:end] if has_sw else sw, has_sw, w, has_w,
-                       ignore_index, topk, loss, lse, entropy, argmax, rank)
-        if per_row:
-            loss_out[first:end] = loss
-            lse_out[first:end] = lse
-            entropy_out[first:end] = entropy
-            argmax_out[first:end] = argmax
-            rank_out[first:end] = rank
+        _evaluate_block(z, z0 + first * rs, rs, end - first, n, block, labels[first:end], w,
+                        has_w, sw[first:end] if has_sw else sw, has_sw, ignore_index, topk,
+                        np.empty((7 + topk.size) * TILE_ROWS), sums[b], per_row,
+                        loss_out[first:end] if per_row else loss_out,
+                        lse_out[first:end] if per_row else lse_out,
+                        entropy_out[first:end] if per_row else entropy_out,
+                        argmax_out[first:end] if per_row else argmax_out,
+                        rank_out[first:end] if per_row else rank_out)
 
 
 def _log_softmax_loop(z, z0, rs, n_rows, n, out, o0, ors):
@@ -297,20 +327,9 @@ def _kernels(parallel):
                  block_sums, loss_out, lse_out, entropy_out, argmax_out, rank_out,
                  num_threads):
         n_rows, n_classes = logits.shape
-        if block_rows < 1:
-            raise ValueError(f"block_rows must be positive; got {block_rows}")
-        n_blocks = (n_rows + block_rows - 1) // block_rows
-        if block_sums.shape != (n_blocks, 7 + topk.shape[0]):
-            raise ValueError(f"block_sums must have shape ({n_blocks}, {7 + topk.shape[0]}); "
-                             f"got {block_sums.shape}")
+        check_evaluate_buffers(n_rows, labels, sample_weight, topk, block_rows, block_sums,
+                               (loss_out, lse_out, entropy_out, argmax_out, rank_out))
         per_row = loss_out.shape[0] != 0
-        _check_length(labels.shape[0], n_rows, "labels")
-        if sample_weight.shape[0]:
-            _check_length(sample_weight.shape[0], n_rows, "sample_weight")
-        for found, name in ((loss_out.shape[0], "loss_out"), (lse_out.shape[0], "lse_out"),
-                            (entropy_out.shape[0], "entropy_out"),
-                            (argmax_out.shape[0], "argmax_out"), (rank_out.shape[0], "rank_out")):
-            _check_length(found, n_rows if per_row else 0, name)
         if n_rows == 0:
             return
         if n_classes == 0:  # every label is ignore_index: nothing is counted

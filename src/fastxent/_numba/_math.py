@@ -133,7 +133,7 @@ def _exp(x):
     return 0.0 if x < -708.39641853226408 else p * scale
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _logf_normal(x):
     """log(x) for normal positive float32 x: x = 2^e f, f in [sqrt(1/2), sqrt(2)),
     log f = 2 atanh(u), u = (f - 1) / (f + 1), summed to u^9."""
@@ -153,7 +153,7 @@ def _logf_normal(x):
     return e * f32(0.693359375) + (r + e * f32(-2.12194440e-4))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _log_normal(x):
     """log(x) for normal positive float64 x, summed to u^23."""
     bits = _bits(x)
@@ -179,7 +179,7 @@ def _log_normal(x):
     return e * 6.93147180369123816490e-01 + (r + e * 1.90821492927058770002e-10)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _logf_any(x):
     tiny = x < f32(1.17549435e-38)
     r = _logf_normal(x * f32(16777216.0) if tiny else x)    # 2^24
@@ -188,7 +188,7 @@ def _logf_any(x):
     return f32(INF) if x == f32(INF) else r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _log_any(x):
     tiny = x < 2.2250738585072014e-308
     r = _log_normal(x * 18014398509481984.0 if tiny else x)  # 2^54
@@ -261,9 +261,9 @@ def _tanh(x):
     return math.copysign(big if a > 0.625 else small, x)
 
 
-def _by_type(public, for_float32, for_float64):
+def _by_type(public, for_float32, for_float64, inline="never"):
     """``public`` compiled as ``for_float32`` or ``for_float64`` by argument type."""
-    @overload(public)
+    @overload(public, inline=inline)
     def _choose(x):
         if x == types.float32:
             return lambda x: for_float32(x)
@@ -273,7 +273,9 @@ def _by_type(public, for_float32, for_float64):
 
 
 _by_type(fx_exp, _expf, _exp)
-_by_type(fx_log, _logf_any, _log_any)
+# log is inlined before LLVM sees the loops that call it: those loops then
+# vectorise (as exp's do without; log, larger, LLVM would call instead).
+_by_type(fx_log, _logf_any, _log_any, inline="always")
 _by_type(fx_log1p, _log1pf, _log1p)
 _by_type(fx_log1p_unit, _log1pf_unit, _log1p)
 _by_type(fx_tanh, _tanhf, _tanh)

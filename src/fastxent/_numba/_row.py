@@ -19,6 +19,7 @@ from ._math import fx_exp, fx_fma, fx_max, fx_tanh
 BLOCK = 1024      # online max/sum block, swept twice while it sits in L1
 MAX_BLOCKS = 256  # per-row block maxima; longer rows get longer blocks
 INF = np.inf
+LANES = 16  # rows whose evaluate sums are added in separate lanes (a tile's rows)
 
 SWEEP = dict(cache=True, nogil=True, fastmath={"reassoc"}, boundscheck=False, error_model="numpy")
 ROW = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
@@ -472,32 +473,43 @@ def _evaluate_row(z, o, n, block, y, with_target, wy):
     return wy * (log_s - (np.float64(zy) - np.float64(shift))), lse, entropy, argmax, rank
 
 
-@njit(**ROW)
-def _add_evaluated(sums, labels, sw, has_sw, w, has_w, ignore_index, topk, loss, lse, entropy,
-                   argmax, rank):
-    """Sets sums to the evaluate sums of these rows (see _reference.py), added
-    in row order; labels, sw (when has_sw) and the row values are aligned."""
-    count = loss_sum = loss_weight = weight = correct = entropy_sum = lse_sum = 0.0
+@njit(inline="always", **ROW)
+def _add_evaluated(acc, kept, v, wy, loss, lse, entropy, argmax, rank, y, topk):
+    """Adds the evaluate sums of a group of LANES rows (see _reference.py)
+    into lanes, as fx_add_evaluated in ``_cython/_sweeps.h``: acc[k * LANES +
+    i] += row i's term of sum k. A row where kept is 0 adds nothing (its
+    values are not read); v is the sample weight. (Selects, not branches, and
+    unsigned indices, free of the negative-index test: the loops vectorise.)"""
+    R = np.uint64(LANES)
+    for j in range(LANES):
+        i = np.uint64(j)
+        counted = kept[i] != 0.0
+        vi = v[i]
+        hit = vi * (1.0 if argmax[i] == y[i] else 0.0)
+        acc[i] += kept[i]
+        acc[R + i] += vi * loss[i] if counted else 0.0
+        acc[2 * R + i] += vi * wy[i] if counted else 0.0
+        acc[3 * R + i] += vi if counted else 0.0
+        acc[4 * R + i] += hit if counted else 0.0
+        acc[5 * R + i] += vi * entropy[i] if counted else 0.0
+        acc[6 * R + i] += vi * lse[i] if counted else 0.0
+    # LANES read from acc's size: with a constant, LLVM unrolls this loop and
+    # vectorises the one over k instead, in gathers.
+    lanes = acc.size // (7 + topk.size)
     for k in range(topk.size):
-        sums[7 + k] = 0.0
-    for i in range(labels.size):
-        y = labels[i]
-        if y == ignore_index:
-            continue
-        v = sw[i] if has_sw else 1.0
-        count += 1.0
-        loss_sum += v * loss[i]
-        loss_weight += v * (np.float64(w[y]) if has_w else 1.0)
-        weight += v
-        correct += v * (1.0 if argmax[i] == y else 0.0)
-        entropy_sum += v * entropy[i]
-        lse_sum += v * lse[i]
-        for k in range(topk.size):
-            sums[7 + k] += v * (1.0 if rank[i] < topk[k] else 0.0)
-    sums[0] = count
-    sums[1] = loss_sum
-    sums[2] = loss_weight
-    sums[3] = weight
-    sums[4] = correct
-    sums[5] = entropy_sum
-    sums[6] = lse_sum
+        top_k = topk[k]
+        row = np.uint64(7 + k) * R
+        for j in range(lanes):
+            i = np.uint64(j)
+            hit = v[i] * (1.0 if rank[i] < top_k else 0.0)
+            acc[row + i] += hit if kept[i] != 0.0 else 0.0
+
+
+@njit(inline="always", **ROW)
+def _lane_sums(acc, sums):
+    """sums[k] = the LANES lanes of acc[k * LANES:] added in order."""
+    for k in range(sums.size):
+        total = 0.0
+        for i in range(LANES):
+            total += acc[k * LANES + i]
+        sums[k] = total

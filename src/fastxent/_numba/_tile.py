@@ -16,10 +16,10 @@ from numba import carray, njit, types
 from numba.extending import overload
 
 from ._math import fx_exp, fx_fma, fx_log
-from ._row import ROW, _count_nan, _index_loss
+from ._row import LANES, ROW, _count_nan, _index_loss
 from ._simd import stack_empty, transpose8_max
 
-TILE_ROWS = 16
+TILE_ROWS = LANES
 TILE_MAX_C = 32
 M, S, DOT, SHIFT, K, C = range(6)  # rows of a tile's per-row state
 INF = np.inf
@@ -169,32 +169,32 @@ def _xent_index_tile(z, o, rs, first, rows, n, labels, w, has_w, w_sum, eps, ign
             g[np.uint64(go + i * grs + y)] = fix[i]
 
 
-@njit(**ROW)
-def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, loss_out, lse_out,
-                   entropy_out, argmax_out, rank_out):
-    """evaluate for up to TILE_ROWS short rows, vectorised across rows: the
-    sums of _evaluate_row (s, d in the data's dtype), the rank counted and
-    the first maximum found in one pass over the columns, in int32 lanes as
-    wide as float32 ones; the first NaN where s is NaN."""
+@njit(inline="always", **ROW)
+def _evaluate_tile(z, o, rs, rows, n, y, kept, wy, loss, lse, entropy, argmax, rank):
+    """_evaluate_row for TILE_ROWS lanes, the first rows of them rows of z
+    (from o, stride rs), vectorised across rows: y is each lane's class (any
+    where kept is 0; then loss 0 and rank n). The sums of _evaluate_row (s, d
+    in the data's dtype), the rank counted and the first maximum found in one
+    pass over the columns, in int32 lanes as wide as float32 ones; the first
+    NaN where s is NaN; then each lane's values, as fx_tile_finish."""
     R = TILE_ROWS
     zt = carray(_zt_empty(z.dtype), TILE_MAX_C * TILE_ROWS)
     state = carray(_state_empty(z.dtype), (C + 1, TILE_ROWS))
     log_s = carray(_state_d_empty(np.dtype(np.float64)), (5, TILE_ROWS))[0]
     state_i = carray(_state_i_empty(np.dtype(np.int32)), (4, TILE_ROWS))
     m, s, d, shift, zy = state[M], state[S], state[DOT], state[SHIFT], state[K]
-    y, rank, top, first_nan = state_i[0], state_i[1], state_i[2], state_i[3]
+    y32, rank32, top, first_nan = state_i[0], state_i[1], state_i[2], state_i[3]
     _tile_load(z, o, rs, rows, n, zt, m)
     for i in range(R):
-        yi = labels[first + i] if i < rows else ignore_index
-        y[i] = np.int32(yi if yi != ignore_index else 0)  # any class where there is none
-    for i in range(R):
+        y32[i] = np.int32(y[i])
         shift[i] = m[i] if m[i] > -INF else 0
-        zy[i] = zt[y[i] * R + i]
         s[i] = 0
         d[i] = 0
-        rank[i] = 0
+        rank32[i] = 0
         top[i] = np.int32(n)
         first_nan[i] = np.int32(n)
+    for i in range(R):
+        zy[i] = zt[y32[i] * R + i]
     lowest = z.dtype.type(-1e30)  # as _sum_exp_dot
     for c in range(n):
         c32 = np.int32(c)
@@ -205,8 +205,8 @@ def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, los
             s[i] += e
             d[i] = fx_fma(e, x if x > lowest else lowest, d[i])
             # above zy or NaN, or equal to it after it (zy NaN: fixed below)
-            before = not (zc < zy[i]) if c32 > y[i] else not (zc <= zy[i])
-            rank[i] = np.int32(rank[i] + np.int32(before))
+            before = not (zc < zy[i]) if c32 > y32[i] else not (zc <= zy[i])
+            rank32[i] = np.int32(rank32[i] + np.int32(before))
             top[i] = min(top[i], c32 if zc == m[i] else np.int32(n))
     # Only a row with a NaN has s NaN (+inf - +inf aside): looked for there.
     for i in range(R):
@@ -217,22 +217,18 @@ def _evaluate_tile(z, o, rs, first, rows, n, labels, w, has_w, ignore_index, los
                     break
     for i in range(R):
         log_s[i] = fx_log(np.float64(s[i]))
-    for i in range(rows):
-        yi = labels[first + i]
+    for i in range(R):
         nan = first_nan[i] < n
-        argmax_out[first + i] = first_nan[i] if nan else top[i]
+        counted = kept[i] != 0.0
+        sh = np.float64(shift[i])
         if m[i] == INF:  # +inf, unless a NaN is there too (as _logsumexp_row)
-            lse_out[first + i] = np.nan if nan else INF
+            lse[i] = np.nan if nan else INF
         else:
-            lse_out[first + i] = np.float64(shift[i]) + log_s[i]
-        entropy_out[first + i] = log_s[i] - np.float64(d[i]) / np.float64(s[i])
-        if yi == ignore_index:
-            loss_out[first + i] = 0.0
-            rank_out[first + i] = n
-            continue
-        wy = np.float64(w[yi]) if has_w else 1.0
-        loss_out[first + i] = wy * (log_s[i] - (np.float64(zy[i]) - np.float64(shift[i])))
-        if zy[i] == zy[i]:
-            rank_out[first + i] = rank[i]
-        else:  # rare: the NaNs after the target
-            rank_out[first + i] = _count_nan(z, o + i * rs + yi + 1, n - yi - 1)
+            lse[i] = sh + log_s[i]
+        entropy[i] = log_s[i] - np.float64(d[i]) / np.float64(s[i])
+        loss[i] = wy[i] * (log_s[i] - (np.float64(zy[i]) - sh)) if counted else 0.0
+        argmax[i] = first_nan[i] if nan else top[i]
+        rank[i] = rank32[i] if counted else n
+    for i in range(rows):
+        if kept[i] != 0.0 and zy[i] != zy[i]:  # rare: the NaNs after the target
+            rank[i] = _count_nan(z, o + i * rs + y[i] + 1, n - y[i] - 1)
