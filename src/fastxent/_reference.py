@@ -179,10 +179,9 @@ def check_evaluate_buffers(n_rows, labels, sample_weight, topk, block_rows, bloc
     write and read without bounds checks (row_outs: the five per-row outputs)."""
     if block_rows < 1:
         raise ValueError(f"block_rows must be positive; got {block_rows}")
-    n_blocks = (n_rows + block_rows - 1) // block_rows
-    if block_sums.shape != (n_blocks, 7 + topk.shape[0]):
-        raise ValueError(f"block_sums must have shape ({n_blocks}, {7 + topk.shape[0]}); "
-                         f"got {block_sums.shape}")
+    shape = ((n_rows + block_rows - 1) // block_rows, len(EVALUATE_SUMS) + topk.shape[0])
+    if tuple(block_sums.shape) != shape:
+        raise ValueError(f"block_sums must have shape {shape}; got {tuple(block_sums.shape)}")
     rows = n_rows if row_outs[0].shape[0] else 0
     for array, name, length in ((labels, "labels", n_rows),
                                 (sample_weight, "sample_weight",
