@@ -543,6 +543,9 @@ def test_device_evaluate_rows_one_sample_and_errors(rng):
         _device.evaluate_rows(on_device(x), t, None, -100, np.ones((4, 1)))
     with pytest.raises(TypeError, match="class indices"):
         _device.evaluate_rows(on_device(x), on_device(x), None, -100, None)
+    with pytest.raises(ValueError, match=r"logits must have shape \(C,\) or \(N, C\)"):
+        _device.evaluate_rows(on_device(x.reshape(4, 7, 1)), on_device(t.reshape(4, 1)), None,
+                              -100, None)
 
 
 # ------------------------------------------------------------- the public API on CUDA arrays

@@ -4,6 +4,7 @@ per-sample values; on random and adversarial inputs (ties, -inf and NaN
 logits, ignored and all-ignored batches, N = 0), for every backend."""
 
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -77,7 +78,11 @@ def test_metrics_match_scikit_learn(backend, rng, dtype, n_classes, ties, with_s
     result = fastxent.evaluate(z, y, topk=topk, sample_weight=sw, backend=backend,
                                per_sample=True)
     assert_unchanged((z, y), snaps)
-    assert_matches(result, numpy_metrics(z, y, topk, sample_weight=sw), dtype)
+    expected = numpy_metrics(z, y, topk, sample_weight=sw)
+    assert_matches(result, expected, dtype)
+    if sw is None:  # sums of 0 and 1, exact in any order
+        assert result["accuracy"] == expected["accuracy"]
+        assert result["top_k_accuracy"] == expected["top_k_accuracy"]
     assert result["n_samples"] == np.count_nonzero(y != -100)
 
     each = result["per_sample"]
@@ -97,6 +102,18 @@ def test_metrics_match_scikit_learn(backend, rng, dtype, n_classes, ties, with_s
                                atol=atol)
     loss = fastxent.cross_entropy(z, y, reduction="none", backend=backend)
     np.testing.assert_allclose(each["loss"], loss, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_is_not_clipped_as_log_loss_clips(backend, dtype):
+    # A target of probability e^-50 (below float64's epsilon) and one of 1 - 1e-43.
+    z = np.array([[0.0, -50.0, 0.0], [100.0, 0.0, 0.0]], dtype)
+    y = np.array([1, 0])
+    exact = -special.log_softmax(z.astype(np.float64), axis=1)[[0, 1], y]
+    result = fastxent.evaluate(z, y, backend=backend)
+    assert result["loss"] == pytest.approx(exact.mean(), rel=1e-7)
+    p = special.softmax(z.astype(np.float64), axis=1)
+    assert metrics.log_loss(y, p, labels=[0, 1, 2]) < exact.mean() - 7
 
 
 def test_class_weight_weighs_the_loss_only(backend, rng):
@@ -223,6 +240,34 @@ def test_memory_mapped_logits_stream_through(rng, tmp_path):
     del mapped
 
 
+@pytest.mark.parametrize("shape", [(600, 50, 10, 4), (2, 50, 3000, 4)])
+def test_memory_mapped_logits_with_the_class_axis_apart_stream_through(rng, tmp_path, shape):
+    # The rows of (N, C, d1, d2) logits are not a view: each chunk gathers its
+    # own, across samples and within one, and nothing holds all the logits.
+    z = make_logits(rng, shape, np.float32)
+    y = make_targets(rng, shape, n_ignore=30)
+    path = tmp_path / "logits.f32"
+    z.tofile(path)
+    mapped = np.memmap(path, np.float32, mode="r", shape=z.shape)
+    tracemalloc.start()
+    try:
+        streamed = fastxent.evaluate(mapped, y, chunk_rows=1024)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < z.nbytes / 4
+    assert streamed == fastxent.evaluate(z, y)
+    streamed = fastxent.evaluate(mapped, y, chunk_rows=1024, per_sample=True)
+    whole = fastxent.evaluate(z, y, per_sample=True)
+    for name, values in whole["per_sample"].items():
+        np.testing.assert_array_equal(streamed["per_sample"][name], values)
+    assert {k: v for k, v in streamed.items() if k != "per_sample"} == \
+        {k: v for k, v in whole.items() if k != "per_sample"}
+    rows = np.moveaxis(z, 1, -1).reshape(-1, shape[1])
+    assert fastxent.evaluate(rows, y.reshape(-1)) == fastxent.evaluate(mapped, y, chunk_rows=2048)
+    del mapped
+
+
 def test_shapes_of_per_sample_values(rng):
     z = make_logits(rng, (4, 6, 3, 2))
     y = make_targets(rng, (4, 6, 3, 2), n_ignore=2)
@@ -243,6 +288,8 @@ def test_shapes_of_per_sample_values(rng):
     (dict(target=np.array([0, 1, 6, 2])), IndexError, "target value 6"),
     (dict(topk=0), ValueError, "topk"),
     (dict(topk=(1, "a")), TypeError, "topk"),
+    (dict(topk=True), TypeError, "topk"),
+    (dict(topk=(1, np.True_)), TypeError, "topk"),
     (dict(chunk_rows=0), ValueError, "chunk_rows"),
     (dict(sample_weight=np.ones(5)), ValueError, "sample_weight"),
     (dict(weight=np.ones(3)), ValueError, "weight"),

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from . import _validation as v
-from ._api import _class_indices, _class_logits, _device_module, _divide, _kernel, _rows
+from ._api import (_class_indices, _class_logits, _device_module, _divide, _kernel, _row_view,
+                   _rows)
 from ._reference import EVALUATE_SUMS, evaluate_block_sums, evaluate_row_buffers
 
 # Rows are summed in blocks of a power of two rows, about BLOCK_ELEMENTS
@@ -59,6 +60,7 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
     chunk_rows : int, optional
         Rows per kernel call (rounded up to a multiple of 1024); by default
         about 4 million logits per call. The results do not depend on it.
+        CUDA arrays go through in one call.
     progress : bool or writable text file, default False
         For long runs over host arrays: the share of rows done and the read
         rate, on one line of ``sys.stderr`` (or of this file) rewritten at most
@@ -68,7 +70,8 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
     Returns
     -------
     dict
-        ``"loss"``, ``"accuracy"`` (of ``argmax``, the first maximum as
+        ``"loss"`` (not clipped: ``log_loss`` clips probabilities at the
+        machine epsilon), ``"accuracy"`` (of ``argmax``, the first maximum as
         ``np.argmax`` takes it), ``"top_k_accuracy"`` (a dict k -> accuracy,
         ties counted as scikit-learn's ``top_k_accuracy_score`` counts them: a
         tie goes to the larger class index), ``"entropy"`` (of the softmax, in
@@ -122,10 +125,11 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
     labels, _ = _class_indices(t, n_classes, ignore_index, class_weight)
     sample_rows = (np.empty(0) if sample_weight is None
                    else v.check_sample_weight(sample_weight, batch_shape))
-    # 2-D logits are read in place, chunk by chunk; others become rows first.
-    rows = z.reshape(1, n_classes) if z.ndim == 1 else z if z.ndim == 2 else \
-        _rows(z, axis, compute)
-    n_rows = rows.shape[0]
+    # Rows are read in place, chunk by chunk: a row view of the logits, or for
+    # (N, C, d1, ..., dk) logits with the class axis apart, each chunk gathered.
+    rows = z.reshape(1, n_classes) if z.ndim == 1 else _row_view(z, axis)
+    moved = np.moveaxis(z, axis, -1) if rows is None else None
+    n_rows = math.prod(batch_shape)
     block_rows = _block_rows(n_classes)
     step = chunk_rows or max(1, CHUNK_ELEMENTS // n_classes)
     step = -(-step // MAX_BLOCK_ROWS) * MAX_BLOCK_ROWS  # whole blocks
@@ -135,10 +139,16 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
     # Everything is checked: from here on nothing raises.
     sums = _block_sums(n_rows, block_rows, topk)
     per_row = evaluate_row_buffers(n_rows if per_sample else 0)
-    shown = _Progress(stream, n_rows, n_classes * rows.itemsize) if stream else None
+    gathered = None if moved is None else np.empty((min(step, n_rows), n_classes), compute)
+    shown = _Progress(stream, n_rows, n_classes * z.itemsize) if stream else None
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)
-        kernel(_rows(rows[start:stop], 1, compute), labels[start:stop], class_weight,
+        if moved is None:
+            chunk = _rows(rows[start:stop], 1, compute)
+        else:
+            chunk = gathered[:stop - start]
+            _gather_rows(moved, start, stop, chunk)
+        kernel(chunk, labels[start:stop], class_weight,
                sample_rows[start:stop] if sample_rows.size else sample_rows, ignore_index,
                topk_array, block_rows, sums[start // block_rows:-(-stop // block_rows)],
                *(out[start:stop] if per_sample else out for out in per_row.values()),
@@ -149,6 +159,29 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
         shown.update(n_rows, final=True)
     return _result(sums, topk, n_classes, labels, ignore_index, batch_shape,
                    per_row if per_sample else None)
+
+
+def _gather_rows(moved, start, stop, out):
+    """Rows [start, stop) of ``moved`` (..., C), taken as rows in C order, into
+    ``out``, reading only those: whole slices of the first axis, and the
+    partial ones at either end from the axes after it."""
+    if moved.ndim == 2:
+        out[...] = moved[start:stop]
+        return
+    inner = math.prod(moved.shape[1:-1])
+    done = 0
+    while start < stop:
+        first, offset = divmod(start, inner)
+        if offset == 0 and stop - start >= inner:
+            whole = (stop - start) // inner
+            out[done:done + whole * inner].reshape((whole,) + moved.shape[1:])[...] = \
+                moved[first:first + whole]
+            count = whole * inner
+        else:
+            count = min(inner - offset, stop - start)
+            _gather_rows(moved[first], offset, offset + count, out[done:done + count])
+        start += count
+        done += count
 
 
 def _block_rows(n_classes):

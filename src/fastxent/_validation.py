@@ -198,8 +198,10 @@ def check_sample_weight(sample_weight, batch_shape):
 
 def check_topk(topk):
     """``topk`` as a tuple of distinct positive integers, in the order given."""
-    values = (topk,) if isinstance(topk, numbers.Integral) else topk
     try:
+        values = list((topk,) if isinstance(topk, numbers.Integral) else topk)
+        if any(isinstance(k, (bool, np.bool_)) for k in values):
+            raise TypeError  # True is an Integral, but no k
         values = [operator.index(k) for k in values]
     except TypeError:
         raise TypeError(f"topk must be a positive integer or a sequence of them; "

@@ -137,17 +137,17 @@ def _reduce(values, factor, x, dtype):
     return loss
 
 
-def _logits(input):
+def _logits(input, name="input"):
     """(DeviceArray, compute dtype, (rows, n_classes) view) of CUDA logits."""
-    x = DeviceArray(input, "input")
+    x = DeviceArray(input, name)
     compute = _compute(x)
     if len(x.shape) not in (1, 2):
-        raise ValueError(f"on a CUDA device input must have shape (C,) or (N, C); got shape "
+        raise ValueError(f"on a CUDA device {name} must have shape (C,) or (N, C); got shape "
                          f"{x.shape} (for (N, C, d1, ...) move the class axis last and "
                          f"flatten the rest)")
     z = _rows(x)
     if z.shape[1] == 0:
-        raise ValueError(f"input must have at least one class; got shape {x.shape}")
+        raise ValueError(f"{name} must have at least one class; got shape {x.shape}")
     return x, compute, z
 
 
@@ -312,7 +312,7 @@ def evaluate_rows(input, target, weight, ignore_index, sample_weight):
     "entropy" (float64), "argmax", "rank" (int64), "sample_weight" (float64,
     or None); and "class_weight", the (n_classes,) float64 weights the loss
     used (or None). The API reduces them."""
-    x, compute, z = _logits(input)
+    x, compute, z = _logits(input, "logits")
     n_rows, n_classes = z.shape
     w = _class_weight(weight, x, n_classes, compute)
     batch = x.shape[:-1]
