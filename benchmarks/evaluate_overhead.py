@@ -5,9 +5,11 @@ through the public API.
 
 For each shape: the evaluate kernel against the loss-only kernel (the same
 rows, labels and thread count, called directly), then ``fastxent.evaluate``
-against ``fastxent.cross_entropy`` (validation, chunks and the host's
-means included). Calls are interleaved and timed in rounds; each
-figure is the median over the rounds of the median of a round.
+against ``fastxent.cross_entropy`` (validation, chunks and the host's means
+included), and ``evaluate(per_sample=True)`` (each sample's values written,
+the argmax of every row found) against the same. Calls are interleaved and
+timed in rounds; each figure is the median over the rounds of the median of
+a round.
 """
 
 import argparse
@@ -61,6 +63,7 @@ def calls_for(backend, threads, z, y):
                                                    block_rows, sums, *no_rows, threads),
         "api loss": lambda: fastxent.cross_entropy(z, y, **kw),
         "api evaluate": lambda: fastxent.evaluate(z, y, **kw),
+        "api per-sample": lambda: fastxent.evaluate(z, y, per_sample=True, **kw),
     }
 
 
@@ -71,7 +74,7 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"{'backend':8} {'shape':>10} {'threads':>7}  {'kernel: loss  evaluate  ratio':>30}"
-          f"  {'API: loss  evaluate  ratio':>27}")
+          f"  {'API: loss  evaluate  ratio':>27}  {'per-sample  ratio':>17}")
     for n_rows, n_classes in SHAPES:
         z = rng.standard_normal((n_rows, n_classes)).astype(np.float32)
         y = rng.integers(0, n_classes, n_rows)
@@ -80,10 +83,12 @@ def main():
                 t = timed(calls_for(backend, threads, z, y))
                 kernel = t["kernel evaluate"] / t["kernel loss"]
                 api = t["api evaluate"] / t["api loss"]
+                each = t["api per-sample"] / t["api loss"]
                 print(f"{backend:8} {n_rows:>5}x{n_classes:<5} {threads:>6}  "
                       f"{t['kernel loss']:13.3f} {t['kernel evaluate']:9.3f} {kernel:6.2f}"
-                      f"  {t['api loss']:10.3f} {t['api evaluate']:9.3f} {api:6.2f}")
-    print("times in ms; ratio: evaluate over loss only")
+                      f"  {t['api loss']:10.3f} {t['api evaluate']:9.3f} {api:6.2f}"
+                      f"  {t['api per-sample']:10.3f} {each:6.2f}")
+    print("times in ms; ratio: evaluate over loss only; per-sample: evaluate(per_sample=True)")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def _evaluate_block(z, o, rs, rows, n, block, labels, w, has_w, sw, has_sw, igno
         else:
             for r in range(g):
                 loss[r], lse[r], entropy[r], argmax[r], rank[r] = _evaluate_row(
-                    z, o + (i + r) * rs, n, block, y[r], kept[r] != 0.0, wy[r])
+                    z, o + (i + r) * rs, n, block, y[r], kept[r] != 0.0, wy[r], per_row)
         _add_evaluated(acc, kept, v, wy, loss, lse, entropy, argmax, rank, y, topk)
         if per_row:
             loss_out[i:i + g] = loss[:g]

@@ -420,14 +420,15 @@ def _first_nan(z, o, n):
 
 
 @njit(**ROW)
-def _evaluate_row(z, o, n, block, y, with_target, wy):
+def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
     """(loss, lse, entropy, argmax, rank) of one row, from one read of
     z[o:o + n], block by block as _online: with shift as there, s = sum(e)
     and d = sum(e (z - shift)), e = exp(z - shift), rebased when the max
     rises; entropy = log(s) - d / s (both terms >= 0: nothing cancels). The
     argmax is the first m in the block where the max last rose, or the first
-    NaN (then s is NaN). Without the target (with_target False; y is then
-    any class): loss 0 and rank n."""
+    NaN (then s is NaN); without with_argmax it is only told apart from y:
+    -1 unless the target holds the maximum (saves a sweep per row). Without
+    the target (with_target False; y is then any class): loss 0 and rank n."""
     zy = z[o + y]
     m = z.dtype.type(-INF)
     shift = z.dtype.type(0)
@@ -460,8 +461,10 @@ def _evaluate_row(z, o, n, block, y, with_target, wy):
     first_nan = _first_nan(z, o, n) if s != s else -1  # NaN, or +inf - +inf
     if first_nan >= 0:
         argmax = first_nan
-    else:
+    elif with_argmax or (with_target and zy == m):
         argmax = top + _first_equal(z, o + top, min(block, n - top), m)
+    else:
+        argmax = -1
     log_s = np.log(s)
     if m == INF:  # +inf, unless a NaN is there too (as _logsumexp_row)
         lse = np.nan if first_nan >= 0 else INF
