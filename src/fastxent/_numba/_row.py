@@ -425,17 +425,19 @@ def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
     z[o:o + n], block by block as _online: with shift as there, s = sum(e)
     and d = sum(e (z - shift)), e = exp(z - shift), rebased when the max
     rises; entropy = log(s) - d / s (both terms >= 0: nothing cancels). The
-    argmax is the first m in the block where the max last rose, or the first
-    NaN (then s is NaN); without with_argmax it is only told apart from y:
-    -1 unless the target holds the maximum (saves a sweep per row). Without
-    the target (with_target False; y is then any class): loss 0 and rank n."""
+    argmax is the first m in the block where the max last rose, found right
+    after that block's max, as in the Cython kernel, or the first NaN (then
+    s is NaN); without with_argmax it is only told apart
+    from y: -1 unless the target holds the maximum (saves a sweep per row).
+    Without the target (with_target False; y is then any class): loss 0 and
+    rank n."""
     zy = z[o + y]
     m = z.dtype.type(-INF)
     shift = z.dtype.type(0)
     s = 0.0
     d = 0.0
     rank = 0
-    top = 0  # where the block holding the first m begins
+    top = 0  # the first m (with_argmax), else where its block begins
     b = 0
     while b < n:
         nb = min(block, n - b)
@@ -448,6 +450,8 @@ def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
                 s *= r
             m = shift = bm
             top = b
+            if with_argmax:
+                top = b + _first_equal(z, o + b, nb, m)
         bs, bd = _sum_exp_dot(z, o + b, nb, shift)
         s += bs
         d += bd
@@ -461,7 +465,9 @@ def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
     first_nan = _first_nan(z, o, n) if s != s else -1  # NaN, or +inf - +inf
     if first_nan >= 0:
         argmax = first_nan
-    elif with_argmax or (with_target and zy == m):
+    elif with_argmax:
+        argmax = top
+    elif with_target and zy == m:
         argmax = top + _first_equal(z, o + top, min(block, n - top), m)
     else:
         argmax = -1
