@@ -426,11 +426,10 @@ def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
     and d = sum(e (z - shift)), e = exp(z - shift), rebased when the max
     rises; entropy = log(s) - d / s (both terms >= 0: nothing cancels). The
     argmax is the first m in the block where the max last rose, found right
-    after that block's max, as in the Cython kernel, or the first NaN (then
-    s is NaN); without with_argmax it is only told apart
-    from y: -1 unless the target holds the maximum (saves a sweep per row).
-    Without the target (with_target False; y is then any class): loss 0 and
-    rank n."""
+    after that block's max as in the Cython kernel, or the first NaN (then s
+    is NaN); without with_argmax it is only told apart from y: -1 unless the
+    target holds the maximum (saves a sweep per row). Without the target
+    (with_target False; y is then any class): loss 0 and rank n."""
     zy = z[o + y]
     m = z.dtype.type(-INF)
     shift = z.dtype.type(0)
