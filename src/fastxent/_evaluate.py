@@ -127,7 +127,7 @@ def evaluate(logits, target, *, topk=(1, 5), weight=None, ignore_index=-100,
                    else v.check_sample_weight(sample_weight, batch_shape))
     # Rows are read in place, chunk by chunk: a row view of the logits, or for
     # (N, C, d1, ..., dk) logits with the class axis apart, each chunk gathered.
-    rows = z.reshape(1, n_classes) if z.ndim == 1 else _row_view(z, axis)
+    rows = _row_view(z, axis)
     moved = np.moveaxis(z, axis, -1) if rows is None else None
     n_rows = math.prod(batch_shape)
     block_rows = _block_rows(n_classes)

@@ -436,7 +436,7 @@ def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
     s = 0.0
     d = 0.0
     rank = 0
-    top = 0  # the first m (with_argmax), else where its block begins
+    top = 0  # the first m where it is sought, else where its block begins
     b = 0
     while b < n:
         nb = min(block, n - b)
@@ -449,7 +449,7 @@ def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
                 s *= r
             m = shift = bm
             top = b
-            if with_argmax:
+            if with_argmax or (with_target and zy == m):
                 top = b + _first_equal(z, o + b, nb, m)
         bs, bd = _sum_exp_dot(z, o + b, nb, shift)
         s += bs
@@ -464,10 +464,8 @@ def _evaluate_row(z, o, n, block, y, with_target, wy, with_argmax):
     first_nan = _first_nan(z, o, n) if s != s else -1  # NaN, or +inf - +inf
     if first_nan >= 0:
         argmax = first_nan
-    elif with_argmax:
+    elif with_argmax or (with_target and zy == m):
         argmax = top
-    elif with_target and zy == m:
-        argmax = top + _first_equal(z, o + top, min(block, n - top), m)
     else:
         argmax = -1
     log_s = np.log(s)
